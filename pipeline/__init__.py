@@ -1,0 +1,1 @@
+"""The pipeline job: corpus documents -> grounded instruction/answer pairs (issue 3)."""

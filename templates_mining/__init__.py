@@ -1,0 +1,1 @@
+"""The templates-mining job: real user queries -> a deduplicated, clustered <fi> template library."""

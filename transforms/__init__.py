@@ -1,0 +1,1 @@
+"""Beam PTransforms and DoFns shared by the templates-mining and pipeline jobs."""

@@ -1,0 +1,151 @@
+"""Stage accounting: every record leaves a stage as output, filtered, or dead letter.
+
+Counters are Beam metrics in namespace ``fineinstructions`` named
+``<stage>|in``, ``<stage>|out``, ``<stage>|filtered|<reason>``, ``<stage>|dead|<reason>``
+so the Dataflow UI shows them and ``run_report`` can prove, per stage,
+``in = out + filtered + dead``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Iterable
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms.records import DeadLetter, Filtered
+
+NAMESPACE = "fineinstructions"
+FILTERED = "filtered"
+DEAD = "dead_letters"
+SEP = "|"
+
+LOG = logging.getLogger(__name__)
+
+
+class Rejected(Exception):
+    """Raised by a pure stage function to filter a record on purpose (a reason code)."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(detail or reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class InvalidRecord(Exception):
+    """Raised by a pure stage function when a record is malformed (becomes a dead letter)."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(detail or reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class StageCounters:
+    """The counters of one stage, plus periodic progress logging for long local runs."""
+
+    def __init__(self, stage: str, progress_every_s: float = 30.0):
+        self.stage = stage
+        self._in = Metrics.counter(NAMESPACE, f"{stage}{SEP}in")
+        self._out = Metrics.counter(NAMESPACE, f"{stage}{SEP}out")
+        self._seconds = Metrics.counter(NAMESPACE, f"{stage}{SEP}busy_ms")
+        self._progress_every_s = progress_every_s
+        self._seen = 0
+        self._last_log = time.monotonic()
+
+    def inc_in(self, n: int = 1) -> None:
+        self._in.inc(n)
+        self._seen += n
+        now = time.monotonic()
+        if now - self._last_log >= self._progress_every_s:
+            LOG.info("stage %s: %d records in (this worker)", self.stage, self._seen)
+            self._last_log = now
+
+    def inc_out(self, n: int = 1) -> None:
+        self._out.inc(n)
+
+    def filtered(self, reason: str, n: int = 1) -> None:
+        Metrics.counter(NAMESPACE, f"{self.stage}{SEP}filtered{SEP}{reason}").inc(n)
+
+    def dead(self, reason: str, n: int = 1) -> None:
+        Metrics.counter(NAMESPACE, f"{self.stage}{SEP}dead{SEP}{reason}").inc(n)
+
+    def busy(self, seconds: float) -> None:
+        self._seconds.inc(int(seconds * 1000))
+
+
+def _text_and_source(element: Any) -> tuple[str, str]:
+    text = getattr(element, "text", None)
+    if text is None and hasattr(element, "representative"):
+        text = element.representative.text
+    if text is None and hasattr(element, "template"):
+        text = element.template if isinstance(element.template, str) else element.template.template
+    source = getattr(element, "source", "")
+    if not source and hasattr(element, "sources"):
+        source = ",".join(element.sources)
+    return (text if isinstance(text, str) else repr(element)), source
+
+
+class AccountedMap(beam.DoFn):
+    """Applies a pure function to each element with full accounting.
+
+    ``fn(element, *side_inputs)`` returns the output element, raises :class:`Rejected` (filtered with
+    a reason) or :class:`InvalidRecord`/any other exception (dead letter with the input).
+    Use via :func:`accounted_map`.
+    """
+
+    def __init__(self, stage: str, fn: Callable[[Any], Any]):
+        self._stage = stage
+        self._fn = fn
+
+    def setup(self):
+        self._counters = StageCounters(self._stage)
+
+    def process(self, element, *side_inputs):
+        c = self._counters
+        c.inc_in()
+        start = time.perf_counter()
+        try:
+            result = self._fn(element, *side_inputs)
+        except Rejected as r:
+            c.filtered(r.reason)
+            text, source = _text_and_source(element)
+            yield beam.pvalue.TaggedOutput(FILTERED, Filtered(self._stage, r.reason, text, source))
+            return
+        except Exception as e:  # noqa: BLE001 - every failure becomes a dead letter
+            reason = e.reason if isinstance(e, InvalidRecord) else f"error_{type(e).__name__}"
+            c.dead(reason)
+            text, source = _text_and_source(element)
+            yield beam.pvalue.TaggedOutput(
+                DEAD, DeadLetter(self._stage, reason, str(e)[:2000], text, source))
+            return
+        finally:
+            c.busy(time.perf_counter() - start)
+        c.inc_out()
+        yield result
+
+
+def accounted_map(stage: str, fn: Callable[..., Any], *side_inputs) -> beam.ParDo:
+    """``beam.ParDo`` of :class:`AccountedMap` with outputs ``out``, ``filtered``, ``dead_letters``.
+
+    ``side_inputs`` (e.g. ``beam.pvalue.AsSingleton(pc)``) are passed to ``fn`` after the element.
+    """
+    return beam.ParDo(AccountedMap(stage, fn), *side_inputs).with_outputs(FILTERED, DEAD, main="out")
+
+
+def count_stage(stage: str, kind: str) -> Callable[[Any], Any]:
+    """A ``beam.Map`` body that counts elements passing a point (``in`` or ``out``)."""
+    counter = Metrics.counter(NAMESPACE, f"{stage}{SEP}{kind}")
+
+    def _count(element):
+        counter.inc()
+        return element
+
+    return _count
+
+
+def flatten_side(pcolls: Iterable[beam.PCollection], label: str) -> beam.PCollection:
+    """Flattens the filtered (or dead-letter) outputs of several stages into one."""
+    pcolls = list(pcolls)
+    return pcolls | label >> beam.Flatten()

@@ -1,0 +1,120 @@
+"""The run report: per-stage counts from Beam metrics, the conservation check, a table.
+
+Every stage's counters follow ``transforms.accounting``; a stage is *conserved* when
+``in = out + filtered + dead``. The report also checks that each stage's input equals the
+previous stage's output where the job declares them chained.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from apache_beam.metrics.metric import MetricsFilter
+
+from transforms.accounting import NAMESPACE, SEP
+
+
+def counters_from_result(result) -> Dict[str, int]:
+    """``{counter name: value}`` for this project's namespace (committed, else attempted)."""
+    out: Dict[str, int] = {}
+    for c in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        value = c.committed if c.committed is not None else c.attempted
+        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(value or 0)
+    return out
+
+
+def stage_summaries(counters: Dict[str, int], stages: Sequence[str]) -> List[dict]:
+    """One summary dict per stage in ``stages`` order, then any other stage seen."""
+    per: Dict[str, dict] = defaultdict(lambda: {"in": 0, "out": 0, "filtered": {}, "dead_letters": {},
+                                                "busy_ms": 0, "other": {}})
+    for name, value in counters.items():
+        parts = name.split(SEP)
+        stage, kind = parts[0], parts[1] if len(parts) > 1 else ""
+        s = per[stage]
+        if kind in ("in", "out", "busy_ms"):
+            s[kind] += value
+        elif kind == "filtered" and len(parts) > 2:
+            s["filtered"][parts[2]] = s["filtered"].get(parts[2], 0) + value
+        elif kind == "dead" and len(parts) > 2:
+            s["dead_letters"][parts[2]] = s["dead_letters"].get(parts[2], 0) + value
+        else:
+            s["other"][SEP.join(parts[1:])] = value
+    order = list(stages) + sorted(set(per) - set(stages))
+    summaries = []
+    for stage in order:
+        if stage not in per:
+            continue
+        s = per[stage]
+        filtered, dead = sum(s["filtered"].values()), sum(s["dead_letters"].values())
+        has_flow = s["in"] or s["out"] or filtered or dead
+        summaries.append({
+            "stage": stage, "in": s["in"], "out": s["out"],
+            "filtered": filtered, "filtered_by_reason": dict(sorted(s["filtered"].items())),
+            "dead_letters": dead, "dead_letters_by_reason": dict(sorted(s["dead_letters"].items())),
+            "conserved": (s["in"] == s["out"] + filtered + dead) if has_flow else None,
+            "busy_s": round(s["busy_ms"] / 1000.0, 3),
+            "records_per_busy_s": round(s["in"] / (s["busy_ms"] / 1000.0), 1) if s["busy_ms"] else None,
+            "other": dict(sorted(s["other"].items())),
+        })
+    return summaries
+
+
+def chain_checks(summaries: List[dict], chain: Iterable[Tuple[str, str]]) -> List[dict]:
+    """For each (upstream, downstream) pair: upstream ``out`` equals downstream ``in``."""
+    by = {s["stage"]: s for s in summaries}
+    checks = []
+    for up, down in chain:
+        if up in by and down in by:
+            checks.append({"from": up, "to": down, "out": by[up]["out"], "in": by[down]["in"],
+                           "ok": by[up]["out"] == by[down]["in"]})
+    return checks
+
+
+def build_report(job: str, counters: Dict[str, int], stages: Sequence[str],
+                 chain: Iterable[Tuple[str, str]] = (), wall_s: Optional[float] = None,
+                 extra: Optional[dict] = None) -> dict:
+    summaries = stage_summaries(counters, stages)
+    checks = chain_checks(summaries, chain)
+    ok = all(s["conserved"] is not False for s in summaries) and all(c["ok"] for c in checks)
+    report = {
+        "job": job,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wall_s": round(wall_s, 2) if wall_s is not None else None,
+        "conservation_ok": ok,
+        "stages": summaries,
+        "chain": checks,
+    }
+    if extra:
+        report.update(extra)
+    return report
+
+
+def format_table(report: dict) -> str:
+    """A readable fixed-width table of the report for stdout."""
+    head = f"{'stage':<22}{'in':>10}{'out':>10}{'filtered':>10}{'dead':>8}{'rec/s':>10}  ok  reasons"
+    lines = [f"== {report['job']} run report ({report.get('wall_s')} s wall) ==", head, "-" * len(head)]
+    for s in report["stages"]:
+        reasons = {**s["filtered_by_reason"], **{f"dead:{k}": v for k, v in s["dead_letters_by_reason"].items()}}
+        reason_text = ", ".join(f"{k}={v}" for k, v in reasons.items())
+        ok = {True: "yes", False: "NO", None: "-"}[s["conserved"]]
+        rate = f"{s['records_per_busy_s']:.0f}" if s["records_per_busy_s"] else "-"
+        lines.append(f"{s['stage']:<22}{s['in']:>10}{s['out']:>10}{s['filtered']:>10}"
+                     f"{s['dead_letters']:>8}{rate:>10}  {ok:<3} {reason_text}")
+    bad_chain = [c for c in report["chain"] if not c["ok"]]
+    for c in bad_chain:
+        lines.append(f"CHAIN MISMATCH: {c['from']}.out={c['out']} != {c['to']}.in={c['in']}")
+    lines.append("conservation: " + ("OK (every record is output, filtered or a dead letter)"
+                                      if report["conservation_ok"] else "FAILED"))
+    return "\n".join(lines)
+
+
+def write_report(report: dict, output_dir: str) -> str:
+    """Writes ``report.json`` under ``output_dir`` (local or gs://) and returns its path."""
+    from apache_beam.io.filesystems import FileSystems
+
+    path = FileSystems.join(output_dir, "report.json")
+    with FileSystems.create(path) as f:
+        f.write(json.dumps(report, indent=2, sort_keys=False).encode("utf-8"))
+    return path
