@@ -22,7 +22,7 @@ from templates_mining.normalize import NormalizeQueries
 from templates_mining.options import MiningOptions
 from templates_mining.query_filter import FilterConfig, query_filter_fn
 from templates_mining.template_dedupe import ExactTemplateDedupe, SemanticDedupe, SemanticDedupeConfig
-from transforms.accounting import accounted_map
+from transforms.accounting import DEAD, accounted_map
 from transforms.embedding import EmbedTexts
 from transforms.record_io import ReadQueries, SourceSpec, WriteJsonl, infer_format, load_sources
 from transforms.records import EmbeddedTemplate
@@ -74,7 +74,7 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
     p = pipeline if pipeline is not None else beam.Pipeline(options=options)
 
     read = p | "ReadQueries" >> ReadQueries(specs)
-    normalized = read.out | "Normalize" >> NormalizeQueries()
+    normalized = read["out"] | "Normalize" >> NormalizeQueries()
     kept = normalized.out | "Filter" >> accounted_map("filter", query_filter_fn(filter_cfg))
     unique = kept.out | "ExactDedupe" >> ExactDedupe()
     near = unique | "NearDedupe" >> NearDedupe(near_cfg)
@@ -91,7 +91,7 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
         out, embedding_model=opts.embedding_model, num_shards=opts.num_shards,
         build_params=_build_params(opts, specs))
 
-    dead = [read.dead_letters, normalized.dead_letters, kept.dead_letters, templates.dead_letters]
+    dead = [read[DEAD], normalized.dead_letters, kept.dead_letters, templates.dead_letters]
     filtered = [kept.filtered, near.filtered, templates.filtered, distinct.filtered, library.filtered]
     _ = dead | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteJsonl(
         f"{out}/dead_letters/dead_letters", num_shards=1)
