@@ -15,7 +15,7 @@ representative is the member with the highest ``weight``, ties broken by the sma
 ``template_id``; ``weight`` is the sum, ``sources`` the sorted union, ``examples`` the
 representative's own first, then the other members' smallest distinct examples, up to
 :data:`MAX_EXAMPLES`. Every other member leaves on the ``filtered`` output, so per stage
-``in = out + filtered|<reason>``. Input ``template_id`` values are assumed unique.
+``in = out + filtered|<reason>``. Members may share the representative's ``template_id`` (it is a content hash).
 """
 from __future__ import annotations
 
@@ -143,11 +143,14 @@ class _EmitMerged(beam.DoFn):
         _, grouped = joined
         for merged in grouped["merged"]:
             rep_id = _template(merged).template_id
-            dropped = 0
-            for template_id, text, sources in grouped["members"]:
-                if template_id != rep_id:
-                    dropped += 1
-                    yield beam.pvalue.TaggedOutput(FILTERED, Filtered(self._stage, self._reason, text, sources))
+            dropped, rep_seen = 0, False
+            # Exact duplicates share the representative's content-hash id: keep only one.
+            for template_id, text, sources in sorted(grouped["members"]):
+                if template_id == rep_id and not rep_seen:
+                    rep_seen = True
+                    continue
+                dropped += 1
+                yield beam.pvalue.TaggedOutput(FILTERED, Filtered(self._stage, self._reason, text, sources))
             if dropped:
                 self._counters.filtered(self._reason, dropped)
             self._counters.inc_out()

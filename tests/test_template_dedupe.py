@@ -256,3 +256,22 @@ def test_semantic_dedupe_same_output_for_one_and_two_workers():
     for _, _, c in (one, two):
         assert c["semantic_dedupe|in"] == len(items)
         assert c["semantic_dedupe|in"] == c["semantic_dedupe|out"] + c["semantic_dedupe|filtered|semantic_duplicate"]
+
+
+def test_exact_template_dedupe_same_content_hash_ids_are_counted():
+    """Genericized templates get content-hash ids, so exact duplicates share one id."""
+    same = [Template("h1", "what is <fi>a city</fi>", "d", 1, w, [f"s{w}"], [Example(f"q{w}", f"s{w}")])
+            for w in (1, 2, 3)]
+    p = TestPipeline()
+    res = p | beam.Create(same) | ExactTemplateDedupe()
+    assert_that(res.out | beam.Map(lambda t: (t.template_id, t.weight, tuple(t.sources))),
+                equal_to([("h1", 6, ("s1", "s2", "s3"))]), label="out")
+    assert_that(res.filtered | beam.Map(lambda f: f.reason),
+                equal_to(["duplicate_template"] * 2), label="filtered")
+    result = p.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed
+                for c in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]}
+    assert counters["template_exact_dedupe|in"] == 3
+    assert counters["template_exact_dedupe|out"] == 1
+    assert counters["template_exact_dedupe|filtered|duplicate_template"] == 2
