@@ -21,18 +21,18 @@ from templates_mining.near_dedupe import NearDedupe, NearDedupeConfig
 from templates_mining.normalize import NormalizeQueries
 from templates_mining.options import MiningOptions
 from templates_mining.query_filter import FilterConfig, query_filter_fn
-from templates_mining.template_dedupe import ExactTemplateDedupe, SemanticDedupe, SemanticDedupeConfig
+from templates_mining.template_dedupe import (ExactTemplateDedupe, SemanticDedupe, SemanticDedupeConfig,
+                                              with_dedupe_vector)
 from transforms.accounting import DEAD, accounted_map
 from transforms.embedding import EmbedTexts
 from transforms.record_io import ReadQueries, SourceSpec, WriteJsonl, infer_format, load_sources
-from transforms.records import EmbeddedTemplate
 from transforms import run_report
-from transforms.template_library import WriteLibrary
+from transforms.template_library import WriteLibrary, load_library, read_manifest
 
 LOG = logging.getLogger(__name__)
 
 STAGES = ("read", "normalize", "filter", "exact_dedupe", "near_dedupe", "genericize",
-          "template_exact_dedupe", "embed", "semantic_dedupe", "write_library")
+          "template_exact_dedupe", "embed", "embed_queries", "semantic_dedupe", "write_library")
 CHAIN = tuple(zip(STAGES, STAGES[1:]))
 
 
@@ -84,8 +84,10 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
     embedded = (
         distinct.out
         | "EmbedDescriptions" >> EmbedTexts(opts.embedding_model, text_fn=lambda t: t.description,
-                                            batch_size=opts.embedding_batch_size)
-        | "ToEmbeddedTemplate" >> beam.MapTuple(EmbeddedTemplate))
+                                            batch_size=opts.embedding_batch_size, stage="embed")
+        | "EmbedSourceQueries" >> EmbedTexts(opts.embedding_model, text_fn=lambda td: td[0].examples[0].text,
+                                             batch_size=opts.embedding_batch_size, stage="embed_queries")
+        | "DedupeVector" >> beam.Map(with_dedupe_vector, opts.semantic_query_weight))
     library = embedded | "SemanticDedupe" >> SemanticDedupe(semantic_cfg)
     _ = library.out | "WriteLibrary" >> WriteLibrary(
         out, embedding_model=opts.embedding_model, num_shards=opts.num_shards,
@@ -104,7 +106,7 @@ def _build_params(opts: MiningOptions, specs: Sequence[SourceSpec]) -> dict:
     """What the manifest records about how the library was built."""
     keys = ("min_chars", "max_chars", "min_content_words", "pii", "harm_filter", "num_perm", "bands",
             "rows", "shingle_size", "near_threshold", "genericizer", "common_word_min_df",
-            "common_word_min_count", "semantic_threshold", "partition_size", "seed")
+            "common_word_min_count", "semantic_threshold", "semantic_query_weight", "partition_size", "seed")
     return {"sources": [s._asdict() for s in specs], **{k: getattr(opts, k) for k in keys}}
 
 
@@ -121,8 +123,24 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipel
                                      extra={"output": opts.output})
     path = run_report.write_report(report, opts.output)
     print(run_report.format_table(report))
+    print(library_summary(opts.output))
     print(f"\nTemplate library: {opts.output}\nRun report: {path}")
     return report
+
+
+def library_summary(output: str, top: int = 5) -> str:
+    """A few lines about the written library: size, index, the heaviest templates."""
+    manifest = read_manifest(output)
+    lines = [f"\nLibrary: {manifest['count']} templates, {manifest['embedding']['name']} "
+             f"({manifest['embedding']['dimension']}-d), index {manifest['index']['type']}"]
+    if manifest["count"]:
+        rows = load_library(output).template_table().to_pylist()
+        rows.sort(key=lambda r: (-r["weight"], r["template_id"]))
+        lines.append(f"Heaviest {min(top, len(rows))} templates (weight = source queries merged):")
+        for r in rows[:top]:
+            lines.append(f"  [{r['weight']:>3}] {r['template']}")
+            lines.append(f"        e.g. {r['examples'][0]['text'][:100]!r}  ({r['examples'][0]['source']})")
+    return "\n".join(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

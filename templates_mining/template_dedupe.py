@@ -97,7 +97,7 @@ def finish_state(state: MergeState) -> Mergeable:
         if example not in examples:
             examples.append(example)
     merged = t._replace(weight=state.weight, sources=sorted(state.sources), examples=examples)
-    return EmbeddedTemplate(merged, rep.embedding) if isinstance(rep, EmbeddedTemplate) else merged
+    return rep._replace(template=merged) if isinstance(rep, EmbeddedTemplate) else merged
 
 
 def merge_templates(items: Iterable[Mergeable]) -> Mergeable:
@@ -274,6 +274,32 @@ def decode_embedding(embedding: bytes) -> np.ndarray:
     return np.frombuffer(embedding, dtype="<f4")
 
 
+def dedupe_bytes(et: EmbeddedTemplate) -> bytes:
+    """The vector semantic dedupe compares: ``dedupe_embedding`` when set, else ``embedding``."""
+    return et.dedupe_embedding or et.embedding
+
+
+def with_dedupe_vector(described_and_query, query_weight: float) -> EmbeddedTemplate:
+    """``((Template, description embedding), query embedding)`` -> EmbeddedTemplate."""
+    (template, description), query = described_and_query
+    vector = dedupe_vector(decode_embedding(query), decode_embedding(description), query_weight)
+    return EmbeddedTemplate(template, description, vector.tobytes())
+
+
+def dedupe_vector(query: np.ndarray, description: np.ndarray, query_weight: float) -> np.ndarray:
+    """Concatenation whose cosine is ``w * cos(queries) + (1 - w) * cos(descriptions)``.
+
+    Both inputs are unit norm, so scaling by sqrt(w) and sqrt(1 - w) keeps the result unit
+    norm. Source-query similarity is the strong paraphrase signal (see
+    benchmarks/dedupe_quality.py); the description share keeps templates whose documents
+    would differ apart.
+    """
+    if not 0.0 <= query_weight <= 1.0:
+        raise ValueError(f"query_weight must be in [0, 1], got {query_weight}")
+    return np.concatenate([np.sqrt(query_weight) * query,
+                           np.sqrt(1.0 - query_weight) * description]).astype(np.float32)
+
+
 def nearest_centroids(vector: np.ndarray, centroids: np.ndarray, top: int) -> List[int]:
     """Indices of the ``top`` most similar centroids, most similar first (ties: lower index)."""
     sims = centroids @ vector
@@ -317,11 +343,11 @@ class _AssignPartitions(beam.DoFn):
         self._assign_top = assign_top
 
     def process(self, et: EmbeddedTemplate, centroids: np.ndarray):
-        nearest = nearest_centroids(decode_embedding(et.embedding), centroids, self._assign_top)
+        nearest = nearest_centroids(decode_embedding(dedupe_bytes(et)), centroids, self._assign_top)
         t = et.template._replace(cluster_id=nearest[0])
-        yield t.template_id, EmbeddedTemplate(t, et.embedding)
+        yield t.template_id, et._replace(template=t)
         for partition in nearest:
-            yield beam.pvalue.TaggedOutput("partitions", (partition, (t.template_id, et.embedding)))
+            yield beam.pvalue.TaggedOutput("partitions", (partition, (t.template_id, dedupe_bytes(et))))
 
 
 class _PartitionEdges(beam.DoFn):
@@ -389,7 +415,7 @@ class SemanticDedupe(beam.PTransform):
         n = embedded | "CountAll" >> beam.combiners.Count.Globally()
         centroids = (
             embedded
-            | "SampleKeys" >> beam.Map(lambda et: (et.template.template_id, et.embedding))
+            | "SampleKeys" >> beam.Map(lambda et: (et.template.template_id, dedupe_bytes(et)))
             | "Sample" >> beam.combiners.Top.Smallest(cfg.kmeans_sample, key=_sample_key)
             | "TrainKMeans" >> beam.Map(_train_centroids, n=beam.pvalue.AsSingleton(n), config=cfg))
         assigned = embedded | "AssignPartitions" >> beam.ParDo(

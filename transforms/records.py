@@ -60,9 +60,11 @@ class Template(NamedTuple):
 
 
 class EmbeddedTemplate(NamedTuple):
-    """A template with the unit-norm float32 embedding of its description."""
+    """A template with the unit-norm float32 embedding of its description (what the library
+    indexes) and, optionally, the vector semantic dedupe compares (empty: the embedding)."""
     template: Template
     embedding: bytes  # float32 little-endian, unit norm
+    dedupe_embedding: bytes = b""
 
 
 class Filtered(NamedTuple):
