@@ -147,7 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if {"-h", "--help"} & set(argv):
         parser = argparse.ArgumentParser(
-            prog="python -m templates_mining",
+            prog="python -m templates_mining", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
             description="Mine real user queries into a <fi> template library. Beam runner flags "
                         "(--runner, --project, --region, --temp_location, --setup_file, ...) pass through.")
         MiningOptions._add_argparse_args(parser)

@@ -48,3 +48,17 @@ def test_counters_from_a_real_pipeline_run(tmp_path):
     assert report["conservation_ok"]
     path = run_report.write_report(report, str(tmp_path))
     assert '"conservation_ok": true' in open(path).read()
+
+
+def test_readme_documents_every_mining_flag():
+    import argparse
+    import pathlib
+
+    from templates_mining.options import MiningOptions
+
+    parser = argparse.ArgumentParser()
+    MiningOptions._add_argparse_args(parser)
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    flags = [a.option_strings[0] for a in parser._actions if a.option_strings and a.option_strings[0] != "-h"]
+    missing = [f for f in flags if f"`{f}`" not in readme]
+    assert not missing, f"README.md does not document {missing}"
