@@ -14,8 +14,8 @@ import apache_beam as beam
 
 from templates_mining.exact_dedupe import content_id
 from templates_mining.genericize_rules import genericize
-from templates_mining.template_format import normalize_template, validate_template
-from transforms.accounting import accounted_map
+from templates_mining.template_format import TAG_RE, normalize_template, validate_template
+from transforms.accounting import Rejected, accounted_map
 from transforms.records import QueryCluster, Template
 
 STAGE = "genericize"
@@ -28,9 +28,15 @@ def query_words(text: str) -> List[str]:
 
 
 def template_from_cluster(cluster: QueryCluster, common_words: FrozenSet[str]) -> Template:
-    """Pure: genericize the representative and carry weight and provenance."""
+    """Pure: genericize the representative and carry weight and provenance.
+
+    A template with no literal word left (all tags, e.g. a query in a script the rules do
+    not read) says nothing about what is asked: filtered as ``no_literal_text``.
+    """
     template, description = genericize(cluster.representative.text, common_words)
     num_tags = validate_template(template, description)
+    if not _WORD_RE.search(TAG_RE.sub(" ", template)):
+        raise Rejected("no_literal_text")
     return Template(
         template_id=content_id(normalize_template(template)),
         template=template,

@@ -58,19 +58,35 @@ PII_PATTERNS = (
     ("pii_phone", re.compile(
         r"(?<![\w.])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{3}[\s.-])\d{3}[\s.-]\d{3,4}(?![\w.])"), "PHONE_NUMBER"),
     ("pii_ssn", re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "ID_NUMBER"),
-    ("pii_card", re.compile(r"\b(?:\d[ -]?){13,16}\b"), "CARD_NUMBER"),
+    ("pii_card", re.compile(r"(?<![\d-])(?:[3-6]\d{3}(?:[ -]\d{4}){3}|[3-6]\d{14,15})(?![\d-])"), "CARD_NUMBER"),
 )
+
+
+def luhn_valid(number: str) -> bool:
+    """The Luhn checksum every payment card number satisfies (random digit runs mostly fail)."""
+    digits = [int(c) for c in number if c.isdigit()]
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return bool(digits) and total % 10 == 0
+
+
+def _is_pii(reason: str, match: re.Match) -> bool:
+    return reason != "pii_card" or luhn_valid(match.group(0))
 
 
 def find_pii(text: str) -> list[str]:
     """The PII reason codes found in ``text`` (empty when clean)."""
-    return [reason for reason, pattern, _ in PII_PATTERNS if pattern.search(text)]
+    return [reason for reason, pattern, _ in PII_PATTERNS
+            if any(_is_pii(reason, m) for m in pattern.finditer(text))]
 
 
 def scrub_pii(text: str) -> str:
     """Replaces every PII match with its placeholder word."""
-    for _, pattern, placeholder in PII_PATTERNS:
-        text = pattern.sub(placeholder, text)
+    for reason, pattern, placeholder in PII_PATTERNS:
+        text = pattern.sub(lambda m: placeholder if _is_pii(reason, m) else m.group(0), text)
     return text
 
 

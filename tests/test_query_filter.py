@@ -4,7 +4,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from templates_mining.query_filter import (FilterConfig, NoHarmFilter, WordListHarmFilter, content_words,
-                                           filter_query, find_pii, make_harm_filter, query_filter_fn,
+                                           filter_query, find_pii, luhn_valid, make_harm_filter, query_filter_fn,
                                            scrub_pii)
 from transforms.accounting import Rejected, accounted_map
 from transforms.records import Filtered, Query
@@ -39,6 +39,8 @@ def test_content_words():
     ("why does https://api.example.com/v1?access_token=abcdef123456 fail", "pii_url_token"),
     ("my key sk-abcdefghijklmnopqrstuvwx does not work", "pii_secret"),
     ("is 123-45-6789 a valid ssn format", "pii_ssn"),
+    ("charge my card 4111 1111 1111 1111 for the order", "pii_card"),
+    ("card number 4012888888881881 was declined", "pii_card"),
 ])
 def test_pii_detected(text, code):
     assert code in find_pii(text)
@@ -47,8 +49,14 @@ def test_pii_detected(text, code):
 
 def test_pii_not_triggered_by_years_and_prices():
     for text in ["what happened in 1990 - 2001 in europe", "is $1,299 a good price for a laptop",
-                 "how far is 384400 km", "https://example.com/docs?page=2 explain this page"]:
+                 "how far is 384400 km", "https://example.com/docs?page=2 explain this page",
+                 "Is 9999999900000001 prime", "what day is 1311861118074000", "bars: 3 3 3 3 3 3 3 3 3 3 3 3 2 2 1 0",
+                 "card 4111 1111 1111 1112 fails the checksum"]:
         assert find_pii(text) == [], text
+
+
+def test_luhn():
+    assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
 
 
 def test_pii_scrub_mode_keeps_the_query():
