@@ -14,7 +14,7 @@ def unit(x):
 def test_params_rule():
     assert index_params_for(100, 384)["type"] == "brute_force"
     big = index_params_for(1_000_000, 384)
-    assert big["type"] == "tree_ah" and big["num_leaves"] == 2000 and big["num_leaves_to_search"] == 200
+    assert big["type"] == "tree_ah" and big["num_leaves"] == 2000 and big["num_leaves_to_search"] == 100
     assert index_params_for(BRUTE_FORCE_BELOW, 384)["type"] == "tree_ah"
     with pytest.raises(ValueError):
         index_params_for(0, 384)

@@ -31,8 +31,8 @@ def index_params_for(n: int, dim: int) -> Dict[str, Any]:
 
     * ``n < 20,000``: exact brute-force scoring (float32): already fast, perfect recall.
     * otherwise a k-means tree with ``num_leaves = round(2 * sqrt(n))`` (about
-      ``sqrt(n) / 2`` vectors per leaf), searching the closest ``num_leaves / 10``
-      leaves (10% of the data); asymmetric hashing with 2 dimensions per 4-bit block
+      ``sqrt(n) / 2`` vectors per leaf), searching the closest ``num_leaves / 20``
+      leaves (5% of the data); asymmetric hashing with 2 dimensions per 4-bit block
       and anisotropic threshold 0.2 scores those vectors, and the best ``reorder = 200``
       are rescored exactly in float32 (reorder >> k makes AH error negligible).
 
@@ -50,7 +50,7 @@ def index_params_for(n: int, dim: int) -> Dict[str, Any]:
         "n": n,
         "dim": dim,
         "num_leaves": num_leaves,
-        "num_leaves_to_search": max(1, int(round(num_leaves / 10))),
+        "num_leaves_to_search": max(1, int(round(num_leaves / 20))),
         "training_sample_size": min(n, 250_000),
         "dimensions_per_block": 2,
         "anisotropic_quantization_threshold": 0.2,
