@@ -36,3 +36,35 @@ def test_embed_texts_transform_matches_direct_embedding():
         out = (p | beam.Create(texts) | EmbedTexts(batch_size=2)
                | beam.MapTuple(lambda t, e: (t, np.frombuffer(e, dtype=np.float32).round(4).tolist())))
         assert_that(out, equal_to([(t, v.round(4).tolist()) for t, v in zip(texts, expected)]))
+
+
+def _embed_with_workers(texts, workers, out_dir):
+    """Runs EmbedTexts on the DirectRunner; returns ({text: embedding hex}, counters)."""
+    import glob
+    import json
+
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from transforms.accounting import NAMESPACE
+
+    options = PipelineOptions(direct_num_workers=workers, direct_running_mode="multi_threading")
+    p = beam.Pipeline(options=options)
+    _ = (p | beam.Create(texts) | EmbedTexts(batch_size=3, stage="embed_test")
+         | beam.MapTuple(lambda t, e: json.dumps([t, e.hex()]))
+         | beam.io.WriteToText(str(out_dir / "out")))
+    result = p.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed
+                for c in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]}
+    rows = [json.loads(line) for path in glob.glob(str(out_dir / "out*")) for line in open(path)]
+    return dict(rows), counters
+
+
+def test_embed_texts_is_bitwise_identical_for_one_and_two_workers_and_counts(tmp_path):
+    texts = [f"question number {i} about {topic}" for i, topic in
+             enumerate(["eggs", "rome", "taxes", "anemia", "planets", "bicycles", "savings"])]
+    one, counters = _embed_with_workers(texts, 1, tmp_path / "one")
+    two, _ = _embed_with_workers(texts, 2, tmp_path / "two")
+    assert set(one) == set(texts) and one == two
+    assert counters["embed_test|in"] == counters["embed_test|out"] == len(texts)
