@@ -1,81 +1,109 @@
 """Prompt builder and strict output parser for the ``llm`` genericizer backend.
 
-The released model ``fineinstructions/query_templatizer`` answers a real query with one JSON
-object holding ``template`` and ``compatible_document_description`` (FineInstructions §1.1).
-Generation is not trusted: anything but exactly one well-formed object with two non-empty
-string values becomes an :class:`InvalidRecord` (a dead letter with a countable reason).
+The model is the released FineInstructions query genericizer,
+``fineinstructions/query_templatizer`` (Llama-3.2-1B-Instruct distilled from
+Llama-3.3-70B). It answers with one JSON object holding ``template`` and
+``compatible_document_description``. Building the prompt and parsing the answer are pure
+functions so the ``vllm``/``openai``/``transformers`` backends share them and tests pin them.
+
+The exact user text sent for a query is :data:`TEMPLATIZER_USER_TEMPLATE` (the bare query,
+as a third-party runbook for the released model renders it); the instruction text is the
+separate system message :data:`TEMPLATIZER_SYSTEM_PROMPT`, which a caller can drop with
+``system_prompt=None`` when the model turns out to expect the bare query alone.
 """
 from __future__ import annotations
 
 import json
 import re
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from templates_mining.template_format import validate_template
 from transforms.accounting import InvalidRecord
 
-KEYS = ("template", "compatible_document_description")
+MODEL_NAME = "fineinstructions/query_templatizer"
+TEMPLATE_KEY = "template"
+DESCRIPTION_KEY = "compatible_document_description"
 
+#: The instruction text: the ``<fi>`` format, with the FineInstructions paper's examples.
 TEMPLATIZER_SYSTEM_PROMPT = """\
 You turn a real user query into a reusable instruction template.
 
-Replace every span of the query that names a specific entity, number, date, title, piece of \
-pasted text or code, or scenario with a template variable written as \
-<fi>short description of what goes there</fi>. Keep the rest of the query's wording. Tags are \
-flat (never nested), every <fi> is closed by </fi>, and every tag holds a non-empty \
-description. When the same kind of variable appears more than once, number it.
+Replace every span of the query that names a specific entity, value or scenario (names of \
+people, places, organizations, products, titles, numbers, dates, quoted or pasted material, \
+code) with a tag <fi>short description of what may go there</fi>. Keep the words that frame \
+the request (question words, "how to", "write", "explain", the kind of thing asked for) \
+exactly as they are. Tags are never nested, and when the same kind of tag appears more than \
+once, number it (#1, #2).
 
 Examples of templates:
-- Give me free apps that convert a file from <fi>format #1</fi> to <fi>format #2</fi>
-- what effects does <fi>a medical or psychological condition</fi> have?
-- what is <fi>a person or organization</fi>'s brother
+Give me free apps that convert a file from <fi>format #1</fi> to <fi>format #2</fi>
+what effects does <fi>a medical or psychological condition</fi> have?
 
-Also write a compatible document description: one to three sentences saying what kind of \
-document could both fill the template variables and answer the query.
+Also write a compatible document description: a short paragraph saying what kind of \
+document could both fill in the tags and answer the query.
 
 Answer with exactly one JSON object and nothing else:
 {"template": "...", "compatible_document_description": "..."}"""
 
+#: The exact user message for a query (``{query}`` is replaced by the query text).
+TEMPLATIZER_USER_TEMPLATE = "{query}"
 
-def build_templatizer_messages(query: str) -> List[Dict[str, str]]:
-    """Chat messages asking the templatizer to genericize ``query``."""
-    return [
-        {"role": "system", "content": TEMPLATIZER_SYSTEM_PROMPT},
-        {"role": "user", "content": query},
-    ]
+_FENCE_OPEN_RE = re.compile(r"```(?:json|JSON)?[ \t]*\n?")
 
 
-_FENCE_RE = re.compile(r"\A```(?:json|JSON)?[ \t]*\n?(.*?)\n?```\Z", re.DOTALL)
+def build_templatizer_messages(query: str,
+                               system_prompt: Optional[str] = TEMPLATIZER_SYSTEM_PROMPT) -> List[Dict[str, str]]:
+    """Chat messages for one query: the system instruction (unless ``None``), then the query."""
+    user = {"role": "user", "content": TEMPLATIZER_USER_TEMPLATE.replace("{query}", query)}
+    if system_prompt is None:
+        return [user]
+    return [{"role": "system", "content": system_prompt}, user]
+
+
+def _reject_duplicate_keys(pairs):
+    keys = [k for k, _ in pairs]
+    duplicated = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicated:
+        raise InvalidRecord("duplicate_key", f"duplicate keys {duplicated}")
+    return dict(pairs)
 
 
 def parse_templatizer_output(text: str) -> Tuple[str, str]:
-    """Model output -> (template, compatible document description), or raises InvalidRecord.
+    """``(template, compatible_document_description)`` from the model's answer, strictly.
 
-    Reasons: ``unparseable_output``, ``not_an_object``, ``trailing_text``, ``missing_key``,
-    ``wrong_type``, ``empty_value``, then those of ``validate_template``.
+    Accepts exactly one JSON object, optionally in a ```json fence and surrounded by
+    whitespace; extra keys are ignored. Raises :class:`InvalidRecord` with reason
+    ``unparseable_output`` (not JSON, truncated, prose before the object), ``trailing_text``
+    (anything after the object, e.g. a second object), ``duplicate_key``, ``not_an_object``,
+    ``missing_key``, ``wrong_type`` (a value that is not a string), ``empty_value``, or a
+    :func:`~templates_mining.template_format.validate_template` reason.
     """
     if not isinstance(text, str):
-        raise InvalidRecord("unparseable_output", f"output is {type(text).__name__}, not text")
+        raise InvalidRecord("unparseable_output", f"model output is {type(text).__name__}, not text")
     body = text.strip()
-    fence = _FENCE_RE.match(body)
+    fence = _FENCE_OPEN_RE.match(body)
     if fence:
-        body = fence.group(1).strip()
+        body = body[fence.end():].lstrip()
     try:
-        obj, end = json.JSONDecoder().raw_decode(body)
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise InvalidRecord("unparseable_output", f"not JSON: {e}") from None
-    if body[end:].strip():
-        raise InvalidRecord("trailing_text", f"text after the JSON value: {body[end:end + 40]!r}")
+        obj, end = json.JSONDecoder(object_pairs_hook=_reject_duplicate_keys).raw_decode(body)
+    except json.JSONDecodeError as e:
+        raise InvalidRecord("unparseable_output", f"not one JSON value: {e}") from None
+    rest = body[end:].strip()
+    if fence:
+        if not rest.startswith("```"):
+            raise InvalidRecord("unparseable_output", "the ``` fence is never closed")
+        rest = rest[3:].strip()
+    if rest:
+        raise InvalidRecord("trailing_text", f"text after the JSON object: {rest[:80]!r}")
     if not isinstance(obj, dict):
-        raise InvalidRecord("not_an_object", f"JSON value is a {type(obj).__name__}")
-    for key in KEYS:
+        raise InvalidRecord("not_an_object", f"JSON {type(obj).__name__}, expected an object")
+    for key in (TEMPLATE_KEY, DESCRIPTION_KEY):
         if key not in obj:
-            raise InvalidRecord("missing_key", f"no {key!r}")
-    for key in KEYS:
+            raise InvalidRecord("missing_key", f"no {key!r} in {sorted(obj)}")
         if not isinstance(obj[key], str):
-            raise InvalidRecord("wrong_type", f"{key!r} is a {type(obj[key]).__name__}")
-    template, description = obj["template"].strip(), obj["compatible_document_description"].strip()
-    if not template or not description:
-        raise InvalidRecord("empty_value", "template or description is blank")
+            raise InvalidRecord("wrong_type", f"{key!r} is {type(obj[key]).__name__}")
+        if not obj[key].strip():
+            raise InvalidRecord("empty_value", f"{key!r} is empty")
+    template, description = obj[TEMPLATE_KEY].strip(), obj[DESCRIPTION_KEY].strip()
     validate_template(template, description)
     return template, description

@@ -1,13 +1,14 @@
 """The rules genericizer: concrete templates for handwritten queries, and real-data validity."""
 import json
 import random
+import re
 import string
 import time
 
 import pytest
 
 from templates_mining.genericize_rules import MAX_TAGS, genericize
-from templates_mining.template_format import count_tags, validate_template
+from templates_mining.template_format import count_tags, normalize_template, validate_template
 from transforms.accounting import InvalidRecord
 
 CASES = [
@@ -34,6 +35,16 @@ CASES = [
     ("flights from boston to chicago", "flights from <fi>a city #1</fi> to <fi>a city #2</fi>"),
     ("Write a haiku about autumn", "Write a <fi>a kind of writing</fi> about <fi>a specific topic</fi>"),
     ("Fix this code:\n\n```python\nprint(1/0)\n```", "Fix this code:\n\n<fi>a piece of code</fi>"),
+    ("where was st. lucy born?", "where was <fi>a person</fi> born?"),
+    ("who wrote the novel 'Pride and Prejudice' in 1813",
+     "who wrote the novel <fi>a book or written work</fi> in <fi>a year</fi>"),
+    ("what language do greek people speak", "what language do <fi>a nationality or ethnic group</fi> people speak"),
+    ("Translate this into Greek: the weather is nice", "Translate this into <fi>a language</fi>: the weather is nice"),
+    ("I am planning a 7-day trip to Seattle in April.",
+     "I am planning a <fi>a quantity</fi> trip to <fi>a city</fi> in <fi>a month</fi>."),
+    ("Write A Python Function That Sorts A List", "Write A <fi>a programming language</fi> Function That Sorts A List"),
+    ("When is December 14, 1972 in the Isle of Wight?", "When is <fi>a date</fi> in the <fi>a place</fi>?"),
+    (" Androgen receptor define", "<fi>a word or term</fi> define"),
 ]
 
 
@@ -46,7 +57,7 @@ def test_handwritten_templates(query, template):
 
 def test_description_says_what_document_fits():
     _, d = genericize("what is paula deen's brother")
-    assert d.startswith("A biography, profile or news article about a person or organization")
+    assert d.startswith("A biography, profile or news article about a specific person or organization")
     assert "brother" in d
     assert 1 <= d.count(". ") + 1 <= 3
 
@@ -79,6 +90,43 @@ def test_long_prompt_caps_tags_and_tags_code_once():
     assert t.endswith("<fi>a piece of code</fi>")
 
 
+def test_pasted_text_after_an_introducing_line_is_one_tag():
+    prompt = ("Turn this text into a poem:\n\nA lot of people keep saying their woes. They say that life is "
+              "painful and filled with suffering, yet in most cases the people who say these words are "
+              "merely ungrateful for what they have been given so far.\n\nMake it rhyme.")
+    t, d = genericize(prompt)
+    assert t == "Turn this text into a poem:\n\n<fi>a passage of text</fi>\n\nMake it rhyme."
+    assert validate_template(t, d) == 1
+
+
+def test_unfenced_code_lines_are_one_tag():
+    prompt = ("How can I make this faster?\nimport numpy as np\ndef total(xs):\n    s = 0\n"
+              "    for x in xs:\n        s += x\n    return s")
+    t, _ = genericize(prompt)
+    assert t == "How can I make this faster?\n<fi>a piece of code</fi>"
+
+
+def test_foreign_text_keeps_its_words_and_tags_names_and_numbers():
+    t, d = genericize("viết cho tôi một lời quảng cáo về tư vấn sự kiện của Truyền thông JIN khoang 30 giây")
+    assert t.startswith("viết cho tôi một lời quảng cáo về tư vấn sự kiện của ")
+    assert "<fi>a number</fi> giây" in t
+    assert validate_template(t, d) >= 2
+
+
+def test_description_is_three_sentences_naming_kind_subject_and_request():
+    t, d = genericize("how long is the flight from chicago to cairo")
+    assert t == "how long is the flight from <fi>a city #1</fi> to <fi>a city #2</fi>"
+    assert d == ("A geography, travel or encyclopedia article about more than one city, including details on "
+                 "the flight. It gives measurements such as durations, ages, sizes or distances. It should "
+                 'answer a request like "how long is the flight from a city to a city".')
+
+
+def test_literal_tags_in_the_query_never_break_the_format():
+    for q in ["what is <fi> in html", "close </fi> then <fi>", "<fi>x</fi> means what"]:
+        t, d = genericize(q)
+        validate_template(t, d)
+
+
 def test_deterministic():
     q = "when did the dallas cowboys win their last playoff game in 1995?"
     assert len({genericize(q) for _ in range(3)}) == 1
@@ -92,6 +140,10 @@ def test_never_raises_on_odd_input():
     for q in odd:
         t, d = genericize(q)
         assert isinstance(t, str) and isinstance(d, str)
+        try:
+            validate_template(t, d)
+        except InvalidRecord as e:  # only "nothing to tag", never a broken tag structure
+            assert e.reason in ("no_tags", "empty_template"), (q, t)
 
 
 def test_speed():
@@ -134,4 +186,16 @@ def test_real_queries_validate(shared_data, name):
             continue
         ok += 1
         assert n <= MAX_TAGS, (q, t)
+        assert len(re.findall(r"[.!?](?:\s|$)", d)) <= 3, d
     assert ok >= 0.95 * len(queries)
+
+
+def test_real_descriptions_tell_templates_apart(shared_data):
+    path = shared_data / "queries" / "nq_open_dev.jsonl"
+    if not path.exists():
+        pytest.skip("nq_open_dev.jsonl absent")
+    by_description = {}
+    for q in _load(path, 1000):
+        t, d = genericize(q)
+        by_description.setdefault(d, set()).add(normalize_template(t))
+    assert sum(len(ts) == 1 for ts in by_description.values()) >= 0.99 * len(by_description)

@@ -11,6 +11,8 @@ DESC = "A health article about a condition."
 def test_valid_template_returns_tag_count():
     assert validate_template("from <fi>format #1</fi> to <fi>format #2</fi>", DESC) == 2
     assert count_tags("what effects does <fi>a condition</fi> have?") == 1
+    assert count_tags("no tags") == 0
+    assert count_tags("<fi>a</fi><fi>b</fi>\n<fi>c\nd</fi>") == 3
 
 
 @pytest.mark.parametrize("template, description, reason", [
@@ -44,6 +46,7 @@ def test_non_string_inputs_are_invalid_not_crashes():
     ("convert <fi>format # 1</fi>  to <fi>format #2</fi>", "convert <fi>format #1</fi> to <fi>format #2</fi>."),
     ("what\u2019s <fi>a person\u2019s name</fi>", "what's <fi>a person's name</fi>"),
     ("why  is <fi>x</fi>\n!!", "why is <fi>x</fi>"),
+    ("cost of <fi>A Medical Procedure.</fi>", "COST OF <fi>a medical procedure</fi>?"),
 ])
 def test_normalize_equivalences(a, b):
     assert normalize_template(a) == normalize_template(b)

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from templates_mining.templatizer_prompt import (
-    TEMPLATIZER_SYSTEM_PROMPT, build_templatizer_messages, parse_templatizer_output)
+    TEMPLATIZER_SYSTEM_PROMPT, TEMPLATIZER_USER_TEMPLATE, build_templatizer_messages, parse_templatizer_output)
 from transforms.accounting import InvalidRecord
 
 GOOD = {"template": "what effects does <fi>a medical or psychological condition</fi> have?",
@@ -18,6 +18,12 @@ def test_messages_carry_system_prompt_and_query():
     assert msgs[1]["content"] == "what effects does lupus have?"
     assert "<fi>format #1</fi>" in TEMPLATIZER_SYSTEM_PROMPT
     assert "compatible_document_description" in TEMPLATIZER_SYSTEM_PROMPT
+
+
+def test_user_text_is_the_module_constant_and_the_system_message_can_be_dropped():
+    assert TEMPLATIZER_USER_TEMPLATE.replace("{query}", "q {x} }") == "q {x} }"
+    bare = build_templatizer_messages("how do {braces} survive?", system_prompt=None)
+    assert bare == [{"role": "user", "content": "how do {braces} survive?"}]
 
 
 @pytest.mark.parametrize("text", [
@@ -48,6 +54,11 @@ def test_values_are_trimmed():
     (json.dumps({**GOOD, "template": 3}), "wrong_type"),
     (json.dumps({**GOOD, "compatible_document_description": None}), "wrong_type"),
     (json.dumps({**GOOD, "template": ["a"]}), "wrong_type"),
+    ("Here is the template: " + json.dumps(GOOD), "unparseable_output"),
+    ("```json\n" + json.dumps(GOOD), "unparseable_output"),
+    ("```json\n" + json.dumps(GOOD) + "\n```\nThe tags mark the condition.", "trailing_text"),
+    ('{"template": "a <fi>b</fi>", "template": "c <fi>d</fi>", "compatible_document_description": "d"}',
+     "duplicate_key"),
     (json.dumps(GOOD) + " Hope this helps!", "trailing_text"),
     (json.dumps(GOOD) + "\n" + json.dumps(GOOD), "trailing_text"),
     (json.dumps({**GOOD, "template": "  "}), "empty_value"),
