@@ -89,8 +89,10 @@ def test_sample_planted_duplicates_merged(sample_run):
     assert portugal[0]["weight"] >= 4  # 3 exact variants + 1 near variant
     eggs = [t for t in templates if any("boil an egg" in e["text"] for e in t["examples"])]
     assert len(eggs) == 1 and eggs[0]["weight"] >= 3
-    keys = [dedupe_key(e["text"]) for t in templates for e in t["examples"]]
-    assert len(keys) == len(set(keys)), "an exact duplicate survived in two templates"
+    owner = {}
+    for t in templates:
+        for key in {dedupe_key(e["text"]) for e in t["examples"]}:
+            assert owner.setdefault(key, t["template_id"]) == t["template_id"], f"{key!r} is in two templates"
 
 
 def test_sample_templates_valid_and_traceable(sample_run):
