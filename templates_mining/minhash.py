@@ -98,15 +98,6 @@ def make_permutations(num_perm: int, seed: int) -> Permutations:
     return Permutations(a, b)
 
 
-class MinHashParams(NamedTuple):
-    """What fixes a signature: the number of permutations and their seed."""
-    num_perm: int = 128
-    seed: int = 42
-
-    def permutations(self) -> Permutations:
-        return make_permutations(self.num_perm, self.seed)
-
-
 def _mod_p(x: np.ndarray) -> np.ndarray:
     """``x mod p`` for any uint64 ``x`` (Mersenne reduction: 2**61 = 1 mod p)."""
     x = (x & _P) + (x >> _U61)

@@ -6,7 +6,7 @@ import pytest
 
 from templates_mining import minhash
 from templates_mining.minhash import (
-    MAX_HASH, MERSENNE_PRIME, MinHashParams, band_keys, estimated_jaccard, jaccard,
+    MAX_HASH, MERSENNE_PRIME, band_keys, estimated_jaccard, jaccard,
     make_permutations, minhash_signature, minhash_signatures, shingle_hash, tokenize_for_shingles,
     word_shingles)
 
@@ -29,7 +29,7 @@ def test_shingle_hash_is_fixed():
 
 
 def test_permutations_are_fixed_and_in_range():
-    perms = MinHashParams(num_perm=128, seed=42).permutations()
+    perms = make_permutations(128, 42)
     assert perms.a[:2].tolist() == [661669401819724527, 469523382756010233]
     assert perms.b[:2].tolist() == [735171985114270371, 2000294637753479482]
     assert len(perms.a) == len(perms.b) == 128

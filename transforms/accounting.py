@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -143,9 +143,3 @@ def count_stage(stage: str, kind: str) -> Callable[[Any], Any]:
         return element
 
     return _count
-
-
-def flatten_side(pcolls: Iterable[beam.PCollection], label: str) -> beam.PCollection:
-    """Flattens the filtered (or dead-letter) outputs of several stages into one."""
-    pcolls = list(pcolls)
-    return pcolls | label >> beam.Flatten()
