@@ -47,9 +47,12 @@ def _template(item: Mergeable) -> Template:
     return item.template if isinstance(item, EmbeddedTemplate) else item
 
 
-def representative_key(template: Template) -> Tuple[int, str]:
-    """Representative order: highest weight first, then the smaller template_id."""
-    return (-template.weight, template.template_id)
+def representative_key(template: Template) -> tuple:
+    """Representative order: highest weight, then smaller template_id, then the rest of the
+    record, so the order is total: exact duplicates share a content-hash template_id, and
+    a tie left to input order would differ between runs and worker counts."""
+    return (-template.weight, template.template_id, template.template, template.description,
+            tuple(template.examples), tuple(template.sources))
 
 
 class MergeState(NamedTuple):

@@ -275,3 +275,12 @@ def test_exact_template_dedupe_same_content_hash_ids_are_counted():
     assert counters["template_exact_dedupe|in"] == 3
     assert counters["template_exact_dedupe|out"] == 1
     assert counters["template_exact_dedupe|filtered|duplicate_template"] == 2
+
+
+def test_representative_is_order_independent_when_ids_tie():
+    """Exact-template duplicates share their content-hash id: the choice must not follow input order."""
+    ties = [Template("h1", "how do <fi>x</fi> work", "d", 1, 1, ["s"], [Example(q, "s")])
+            for q in ("how do tides work", "how do vaccines work", "how do solar panels work")]
+    results = [merge_templates(order) for order in (ties, ties[::-1], ties[1:] + ties[:1])]
+    assert results[0] == results[1] == results[2]
+    assert results[0].examples[0] == Example("how do solar panels work", "s") and results[0].weight == 3
