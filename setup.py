@@ -35,5 +35,10 @@ setup(
     install_requires=CORE,
     extras_require={
         "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
+        # Resolves beside CORE (pip --dry-run, 2026-11-23); the DAG arrives with the deploy issue.
+        "airflow": ["apache-airflow==3.3.2", "apache-airflow-providers-apache-beam==6.3.1"],
+        # No "gpu" extra yet: vllm 0.32.0 (the newest that resolves with apache-beam 2.77)
+        # pins torch==2.13.0 like CORE but needs transformers<5.20; the GPU worker image
+        # (deploy issue) settles that pair.
     },
 )
