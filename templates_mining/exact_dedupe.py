@@ -12,10 +12,9 @@ from typing import List, NamedTuple
 import apache_beam as beam
 
 from transforms.accounting import NAMESPACE, SEP, count_stage
-from transforms.records import Example, Query, UniqueQuery
+from transforms.records import MAX_EXAMPLES, Example, Query, UniqueQuery
 
 STAGE = "exact_dedupe"
-MAX_EXAMPLES = 5
 _END_PUNCT_RE = re.compile(r"[\s?!.。？！]+$")
 _WS_RE = re.compile(r"\s+")
 

@@ -7,24 +7,23 @@ becomes a dead letter with the reason.
 """
 from __future__ import annotations
 
-import re
 from typing import FrozenSet, List
 
 import apache_beam as beam
 
 from templates_mining.exact_dedupe import content_id
 from templates_mining.genericize_rules import genericize
+from templates_mining.query_filter import words
 from templates_mining.template_format import TAG_RE, normalize_template, validate_template
 from transforms.accounting import Rejected, accounted_map
 from transforms.records import QueryCluster, Template
 
 STAGE = "genericize"
-_WORD_RE = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
 
 
 def query_words(text: str) -> List[str]:
     """The distinct lowercase words of a query (for document frequency)."""
-    return sorted({m.group(0).lower() for m in _WORD_RE.finditer(text)})
+    return sorted(set(words(text)))
 
 
 def template_from_cluster(cluster: QueryCluster, common_words: FrozenSet[str]) -> Template:
@@ -35,7 +34,7 @@ def template_from_cluster(cluster: QueryCluster, common_words: FrozenSet[str]) -
     """
     template, description = genericize(cluster.representative.text, common_words)
     num_tags = validate_template(template, description)
-    if not _WORD_RE.search(TAG_RE.sub(" ", template)):
+    if not words(TAG_RE.sub(" ", template)):
         raise Rejected("no_literal_text")
     return Template(
         template_id=content_id(normalize_template(template)),

@@ -31,9 +31,8 @@ from templates_mining.minhash import (
     word_shingles)
 from transforms.accounting import FILTERED, NAMESPACE, SEP, StageCounters, count_stage
 from transforms.connected_components import ConnectedComponents
-from transforms.records import Example, Filtered, QueryCluster, UniqueQuery
+from transforms.records import MAX_EXAMPLES, Example, Filtered, QueryCluster, UniqueQuery
 
-MAX_EXAMPLES = 5
 NEAR_DUPLICATE = "near_duplicate"
 
 

@@ -40,9 +40,14 @@ STOPWORDS = load_words("stopwords.txt")
 _WORD_RE = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
 
 
+def words(text: str) -> list[str]:
+    """Lowercase alphabetic words of 2+ letters, in order."""
+    return [m.group(0).lower() for m in _WORD_RE.finditer(text)]
+
+
 def content_words(text: str) -> list[str]:
     """Alphabetic words of 2+ letters that are not function words."""
-    return [w for w in (m.group(0).lower() for m in _WORD_RE.finditer(text)) if w not in STOPWORDS]
+    return [w for w in words(text) if w not in STOPWORDS]
 
 
 # --- PII -------------------------------------------------------------------------------

@@ -29,9 +29,8 @@ from apache_beam.metrics import Metrics
 from templates_mining.template_format import normalize_template
 from transforms.accounting import FILTERED, NAMESPACE, SEP, StageCounters, count_stage
 from transforms.connected_components import ConnectedComponents
-from transforms.records import EmbeddedTemplate, Example, Filtered, Template
+from transforms.records import MAX_EXAMPLES, EmbeddedTemplate, Example, Filtered, Template
 
-MAX_EXAMPLES = 5
 DUPLICATE_TEMPLATE = "duplicate_template"
 SEMANTIC_DUPLICATE = "semantic_duplicate"
 

@@ -50,6 +50,7 @@ class StageCounters:
         self._in = Metrics.counter(NAMESPACE, f"{stage}{SEP}in")
         self._out = Metrics.counter(NAMESPACE, f"{stage}{SEP}out")
         self._seconds = Metrics.counter(NAMESPACE, f"{stage}{SEP}busy_ms")
+        self._by_reason: dict = {}
         self._progress_every_s = progress_every_s
         self._seen = 0
         self._last_log = time.monotonic()
@@ -65,11 +66,17 @@ class StageCounters:
     def inc_out(self, n: int = 1) -> None:
         self._out.inc(n)
 
+    def _reason_counter(self, kind: str, reason: str):
+        key = (kind, reason)
+        if key not in self._by_reason:
+            self._by_reason[key] = Metrics.counter(NAMESPACE, f"{self.stage}{SEP}{kind}{SEP}{reason}")
+        return self._by_reason[key]
+
     def filtered(self, reason: str, n: int = 1) -> None:
-        Metrics.counter(NAMESPACE, f"{self.stage}{SEP}filtered{SEP}{reason}").inc(n)
+        self._reason_counter("filtered", reason).inc(n)
 
     def dead(self, reason: str, n: int = 1) -> None:
-        Metrics.counter(NAMESPACE, f"{self.stage}{SEP}dead{SEP}{reason}").inc(n)
+        self._reason_counter("dead", reason).inc(n)
 
     def busy(self, seconds: float) -> None:
         self._seconds.inc(int(seconds * 1000))

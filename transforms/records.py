@@ -8,6 +8,10 @@ from __future__ import annotations
 from typing import List, NamedTuple, Optional
 
 
+MAX_EXAMPLES = 5
+"""Source queries kept as provenance on a UniqueQuery, QueryCluster or Template."""
+
+
 class Query(NamedTuple):
     """One real user query as read from a source (after field mapping)."""
     text: str
