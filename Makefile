@@ -19,11 +19,16 @@ $(STAMP): setup.py | $(BIN)/python
 
 install: $(STAMP)
 
-## make run: mine the bundled sample queries into a template library (embedded defaults).
+## make run: the whole system on the bundled sample with the embedded defaults: mine the
+## sample queries into a template library, then turn the sample documents into pairs.
 run: $(STAMP)
 	$(BIN)/python -m templates_mining \
 	  --sources sample_data/queries/sources.yaml \
 	  --output $(OUTPUT)/library
+	$(BIN)/python -m pipeline \
+	  --documents 'sample_data/documents/*.jsonl' \
+	  --templates $(OUTPUT)/library \
+	  --output $(OUTPUT)/instructions
 
 ## make test: the whole test suite.
 test: $(STAMP)

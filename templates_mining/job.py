@@ -7,9 +7,6 @@ run report. Stages and their counter names are listed in ``STAGES``.
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
-import time
 from typing import List, Optional, Sequence
 
 import apache_beam as beam
@@ -20,23 +17,24 @@ from templates_mining.genericize import CommonWords, Genericize
 from templates_mining.near_dedupe import NearDedupe, NearDedupeConfig
 from templates_mining.normalize import NormalizeQueries
 from templates_mining.options import MiningOptions
+from templates_mining.templatizer_prompt import OUTPUT_SCHEMA
 from templates_mining.query_filter import FilterConfig, query_filter_fn
 from templates_mining.template_dedupe import (ExactTemplateDedupe, SemanticDedupe, SemanticDedupeConfig,
                                               with_dedupe_vector)
-from transforms.accounting import DEAD, accounted_map
+from transforms.accounting import DEAD, FILTERED, accounted_map
 from transforms.embedding import EmbedTexts
 from transforms.record_io import ReadQueries, SourceSpec, WriteJsonl, infer_format, load_sources
 from transforms import run_report
+from transforms.cli import PASS_THROUGH, job_main
+from transforms.job_options import generation_config, job_flags
 from transforms.template_library import WriteLibrary, load_library, read_manifest
-
-LOG = logging.getLogger(__name__)
 
 STAGES = ("read", "normalize", "filter", "exact_dedupe", "near_dedupe", "genericize",
           "template_exact_dedupe", "embed", "embed_queries", "semantic_dedupe", "write_library")
 CHAIN = tuple(zip(STAGES, STAGES[1:]))
 
 
-def source_specs(opts: MiningOptions) -> List[SourceSpec]:
+def source_specs(opts: argparse.Namespace) -> List[SourceSpec]:
     """The query sources from ``--sources`` or from ``--queries``/``--text_field``."""
     if bool(opts.sources) == bool(opts.queries):
         raise ValueError("give exactly one of --sources FILE or --queries GLOB")
@@ -48,7 +46,7 @@ def source_specs(opts: MiningOptions) -> List[SourceSpec]:
                        text_field=opts.text_field, header=header)]
 
 
-def configs(opts: MiningOptions):
+def configs(opts: argparse.Namespace):
     """The per-stage config objects built (and validated) from the flags."""
     filter_cfg = FilterConfig(opts.min_chars, opts.max_chars, opts.min_content_words, opts.pii,
                               opts.harm_filter, opts.harm_wordlist).validate()
@@ -65,7 +63,7 @@ def configs(opts: MiningOptions):
 
 def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] = None) -> beam.Pipeline:
     """Builds (does not run) the mining pipeline for ``options``."""
-    opts = options.view_as(MiningOptions)
+    opts = job_flags(options, MiningOptions)
     if not opts.output:
         raise ValueError("--output DIR is required (a local or gs:// directory)")
     specs = source_specs(opts)
@@ -78,9 +76,8 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
     kept = normalized.out | "Filter" >> accounted_map("filter", query_filter_fn(filter_cfg))
     unique = kept.out | "ExactDedupe" >> ExactDedupe()
     near = unique | "NearDedupe" >> NearDedupe(near_cfg)
-    common_words = near.out | "CommonWords" >> CommonWords(opts.common_word_min_df, opts.common_word_min_count)
-    templates = near.out | "Genericize" >> Genericize(opts.genericizer, common_words)
-    distinct = templates.out | "TemplateExactDedupe" >> ExactTemplateDedupe()
+    templates = near.out | "Genericize" >> genericize_step(opts, near.out)
+    distinct = templates["out"] | "TemplateExactDedupe" >> ExactTemplateDedupe()
     embedded = (
         distinct.out
         | "EmbedDescriptions" >> EmbedTexts(opts.embedding_model, text_fn=lambda t: t.description,
@@ -93,8 +90,8 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
         out, embedding_model=opts.embedding_model, num_shards=opts.num_shards,
         build_params=_build_params(opts, specs))
 
-    dead = [read[DEAD], normalized.dead_letters, kept.dead_letters, templates.dead_letters]
-    filtered = [kept.filtered, near.filtered, templates.filtered, distinct.filtered, library.filtered]
+    dead = [read[DEAD], normalized.dead_letters, kept.dead_letters, templates[DEAD]]
+    filtered = [kept.filtered, near.filtered, templates[FILTERED], distinct.filtered, library.filtered]
     _ = dead | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteJsonl(
         f"{out}/dead_letters/dead_letters", num_shards=1)
     _ = filtered | "AllFiltered" >> beam.Flatten() | "WriteFiltered" >> WriteJsonl(
@@ -102,27 +99,38 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
     return p
 
 
-def _build_params(opts: MiningOptions, specs: Sequence[SourceSpec]) -> dict:
+def genericize_step(opts: argparse.Namespace, clusters) -> Genericize:
+    """The Genericize transform for ``--genericizer`` (rules: with the common words of ``clusters``)."""
+    if opts.genericizer == "rules":
+        common_words = clusters | "CommonWords" >> CommonWords(opts.common_word_min_df, opts.common_word_min_count)
+        return Genericize("rules", common_words)
+    config = generation_config(opts, opts.genericizer, opts.genericizer_model, opts.genericizer_max_tokens,
+                               OUTPUT_SCHEMA)
+    return Genericize(opts.genericizer, generation=config, accelerator=opts.accelerator,
+                      system_prompt=opts.templatizer_system_prompt)
+
+
+def stages_and_chain(opts: argparse.Namespace):
+    """The run report's stages and chain for this run's backends."""
+    return run_report.with_generation_stages(STAGES, CHAIN, [] if opts.genericizer == "rules" else ["genericize"])
+
+
+def _build_params(opts: argparse.Namespace, specs: Sequence[SourceSpec]) -> dict:
     """What the manifest records about how the library was built."""
     keys = ("min_chars", "max_chars", "min_content_words", "pii", "harm_filter", "num_perm", "bands",
             "rows", "shingle_size", "near_threshold", "genericizer", "common_word_min_df",
             "common_word_min_count", "semantic_threshold", "semantic_query_weight", "partition_size", "seed")
+    if opts.genericizer != "rules":
+        keys += ("genericizer_model", "genericizer_max_tokens", "temperature", "top_p", "templatizer_system_prompt")
     return {"sources": [s._asdict() for s in specs], **{k: getattr(opts, k) for k in keys}}
 
 
 def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     """Runs the job to completion; returns the run report (also written to OUTPUT/report.json)."""
     options = PipelineOptions(argv)
-    opts = options.view_as(MiningOptions)
-    start = time.monotonic()
+    opts = job_flags(options, MiningOptions)
     p = create_pipeline(options, pipeline=test_pipeline)
-    result = p.run()
-    result.wait_until_finish()
-    report = run_report.build_report("templates_mining", run_report.counters_from_result(result),
-                                     STAGES, CHAIN, wall_s=time.monotonic() - start,
-                                     extra={"output": opts.output})
-    path = run_report.write_report(report, opts.output)
-    print(run_report.format_table(report))
+    report, path = run_report.run_and_report("templates_mining", p, *stages_and_chain(opts), opts.output)
     print(library_summary(opts.output))
     print(f"\nTemplate library: {opts.output}\nRun report: {path}")
     return report
@@ -144,21 +152,4 @@ def library_summary(output: str, top: int = 5) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if {"-h", "--help"} & set(argv):
-        parser = argparse.ArgumentParser(
-            prog="python -m templates_mining", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-            description="Mine real user queries into a <fi> template library. Beam runner flags "
-                        "(--runner, --project, --region, --temp_location, --setup_file, ...) pass through.")
-        MiningOptions._add_argparse_args(parser)
-        parser.print_help()
-        return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("apache_beam", "absl", "tensorflow", "sentence_transformers", "urllib3", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        report = run(argv)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0 if report["conservation_ok"] else 1
+    return job_main(argv, "python -m templates_mining", "Mine real user queries into a <fi> template library. " + PASS_THROUGH, MiningOptions, run)

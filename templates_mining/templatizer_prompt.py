@@ -13,16 +13,22 @@ separate system message :data:`TEMPLATIZER_SYSTEM_PROMPT`, which a caller can dr
 """
 from __future__ import annotations
 
-import json
-import re
 from typing import Dict, List, Optional, Tuple
 
 from templates_mining.template_format import validate_template
-from transforms.accounting import InvalidRecord
+from transforms.model_output import decode_one_json_value, string_fields
 
 MODEL_NAME = "fineinstructions/query_templatizer"
 TEMPLATE_KEY = "template"
 DESCRIPTION_KEY = "compatible_document_description"
+
+#: The JSON schema of the answer, for servers that constrain decoding to it (vLLM, OpenAI).
+OUTPUT_SCHEMA = {
+    "type": "object",
+    "properties": {TEMPLATE_KEY: {"type": "string"}, DESCRIPTION_KEY: {"type": "string"}},
+    "required": [TEMPLATE_KEY, DESCRIPTION_KEY],
+    "additionalProperties": False,
+}
 
 #: The instruction text: the ``<fi>`` format, with the FineInstructions paper's examples.
 TEMPLATIZER_SYSTEM_PROMPT = """\
@@ -48,8 +54,6 @@ Answer with exactly one JSON object and nothing else:
 #: The exact user message for a query (``{query}`` is replaced by the query text).
 TEMPLATIZER_USER_TEMPLATE = "{query}"
 
-_FENCE_OPEN_RE = re.compile(r"```(?:json|JSON)?[ \t]*\n?")
-
 
 def build_templatizer_messages(query: str,
                                system_prompt: Optional[str] = TEMPLATIZER_SYSTEM_PROMPT) -> List[Dict[str, str]]:
@@ -58,14 +62,6 @@ def build_templatizer_messages(query: str,
     if system_prompt is None:
         return [user]
     return [{"role": "system", "content": system_prompt}, user]
-
-
-def _reject_duplicate_keys(pairs):
-    keys = [k for k, _ in pairs]
-    duplicated = sorted({k for k in keys if keys.count(k) > 1})
-    if duplicated:
-        raise InvalidRecord("duplicate_key", f"duplicate keys {duplicated}")
-    return dict(pairs)
 
 
 def parse_templatizer_output(text: str) -> Tuple[str, str]:
@@ -78,32 +74,6 @@ def parse_templatizer_output(text: str) -> Tuple[str, str]:
     ``missing_key``, ``wrong_type`` (a value that is not a string), ``empty_value``, or a
     :func:`~templates_mining.template_format.validate_template` reason.
     """
-    if not isinstance(text, str):
-        raise InvalidRecord("unparseable_output", f"model output is {type(text).__name__}, not text")
-    body = text.strip()
-    fence = _FENCE_OPEN_RE.match(body)
-    if fence:
-        body = body[fence.end():].lstrip()
-    try:
-        obj, end = json.JSONDecoder(object_pairs_hook=_reject_duplicate_keys).raw_decode(body)
-    except json.JSONDecodeError as e:
-        raise InvalidRecord("unparseable_output", f"not one JSON value: {e}") from None
-    rest = body[end:].strip()
-    if fence:
-        if not rest.startswith("```"):
-            raise InvalidRecord("unparseable_output", "the ``` fence is never closed")
-        rest = rest[3:].strip()
-    if rest:
-        raise InvalidRecord("trailing_text", f"text after the JSON object: {rest[:80]!r}")
-    if not isinstance(obj, dict):
-        raise InvalidRecord("not_an_object", f"JSON {type(obj).__name__}, expected an object")
-    for key in (TEMPLATE_KEY, DESCRIPTION_KEY):
-        if key not in obj:
-            raise InvalidRecord("missing_key", f"no {key!r} in {sorted(obj)}")
-        if not isinstance(obj[key], str):
-            raise InvalidRecord("wrong_type", f"{key!r} is {type(obj[key]).__name__}")
-        if not obj[key].strip():
-            raise InvalidRecord("empty_value", f"{key!r} is empty")
-    template, description = obj[TEMPLATE_KEY].strip(), obj[DESCRIPTION_KEY].strip()
+    template, description = string_fields(decode_one_json_value(text), (TEMPLATE_KEY, DESCRIPTION_KEY))
     validate_template(template, description)
     return template, description

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from templates_mining.genericize_rules import MAX_TAGS, genericize
-from templates_mining.template_format import count_tags, normalize_template, validate_template
+from templates_mining.template_format import normalize_template, validate_template
 from transforms.accounting import InvalidRecord
 
 CASES = [

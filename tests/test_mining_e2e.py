@@ -1,7 +1,6 @@
 """End-to-end runs of the templates-mining job: bundled sample and the real query sources."""
 import glob
 import json
-import os
 import pathlib
 
 import numpy as np
@@ -38,10 +37,8 @@ def _self_nearest_fraction(library: pathlib.Path) -> float:
 
 
 @pytest.fixture(scope="module")
-def sample_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sample") / "library"
-    report = run(["--sources", str(SAMPLE_SOURCES), "--output", str(out)])
-    return out, report
+def sample_run(sample_library):
+    return sample_library
 
 
 def test_sample_conservation_and_report(sample_run):
@@ -128,18 +125,8 @@ def test_one_and_two_workers_give_identical_libraries(sample_run, tmp_path):
                           np.load(other / "embeddings" / "embeddings.npy"))
 
 
-def test_all_real_query_sources(shared_data, tmp_path):
-    sources = tmp_path / "sources.yaml"
-    q = shared_data / "queries"
-    sources.write_text(f"""
-- {{name: nq_open, path: {q}/nq_open_dev.jsonl, format: jsonl, text_field: question}}
-- {{name: msmarco, path: {q}/msmarco_passage_dev_queries.tsv, format: tsv, header: false, text_field: "1"}}
-- {{name: webquestions, path: {q}/webquestions_test.jsonl, format: jsonl, text_field: question}}
-- {{name: arena_hard, path: {q}/arena_hard_v2_prompts.jsonl, format: jsonl, text_field: prompt}}
-- {{name: self_instruct, path: {q}/self_instruct_seed_tasks.jsonl, format: jsonl, text_field: instruction}}
-""")
-    out = tmp_path / "library"
-    report = run(["--sources", str(sources), "--output", str(out)])
+def test_all_real_query_sources(real_library):
+    out, report = real_library
     assert report["conservation_ok"]
     stages = {s["stage"]: s for s in report["stages"]}
     assert stages["read"]["in"] == 3610 + 6980 + 2032 + 750 + 175

@@ -38,7 +38,7 @@ def _fn(x):
 
 def test_counters_from_a_real_pipeline_run(tmp_path):
     p = TestPipeline()
-    res = p | beam.Create([-1, 0, 1, 2]) | accounted_map("div", _fn)
+    _ = p | beam.Create([-1, 0, 1, 2]) | accounted_map("div", _fn)
     result = p.run()
     result.wait_until_finish()
     counters = run_report.counters_from_result(result)
@@ -50,14 +50,17 @@ def test_counters_from_a_real_pipeline_run(tmp_path):
     assert '"conservation_ok": true' in open(path).read()
 
 
-def test_readme_documents_every_mining_flag():
+@pytest.mark.parametrize("options", ["templates_mining.options:MiningOptions",
+                                     "pipeline.options:DocumentPipelineOptions",
+                                     "transforms.job_options:JobOptions"])
+def test_readme_documents_every_flag(options):
     import argparse
+    import importlib
     import pathlib
 
-    from templates_mining.options import MiningOptions
-
+    module, name = options.split(":")
     parser = argparse.ArgumentParser()
-    MiningOptions._add_argparse_args(parser)
+    getattr(importlib.import_module(module), name)._add_argparse_args(parser)
     readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
     flags = [a.option_strings[0] for a in parser._actions if a.option_strings and a.option_strings[0] != "-h"]
     missing = [f for f in flags if f"`{f}`" not in readme]

@@ -1,4 +1,3 @@
-import os
 import shutil
 
 import numpy as np
@@ -56,7 +55,7 @@ def test_index_serialized_with_absolute_asset_paths_still_loads_after_a_move(tmp
 
 def test_copy_dir_to_local_copies_nested_files(tmp_path):
     """The path a gs:// index takes to a worker's disk (through Beam FileSystems)."""
-    from transforms.scann_index import copy_dir_to_local
+    from transforms.remote_dirs import copy_dir_to_local
 
     (tmp_path / "src" / "sub").mkdir(parents=True)
     (tmp_path / "src" / "a.bin").write_bytes(b"\x00\x01")

@@ -82,7 +82,10 @@ class StageCounters:
         self._seconds.inc(int(seconds * 1000))
 
 
-def _text_and_source(element: Any) -> tuple[str, str]:
+def text_and_source(element: Any) -> tuple[str, str]:
+    """What a filtered or dead record shows of its input: its text and source."""
+    if hasattr(element, "accounting_text"):
+        return element.accounting_text(), getattr(element, "source", "")
     text = getattr(element, "text", None)
     if text is None and hasattr(element, "representative"):
         text = element.representative.text
@@ -99,7 +102,8 @@ class AccountedMap(beam.DoFn):
 
     ``fn(element, *side_inputs)`` returns the output element, raises :class:`Rejected` (filtered with
     a reason) or :class:`InvalidRecord`/any other exception (dead letter with the input).
-    Use via :func:`accounted_map`.
+    Use via :func:`accounted_map`. When ``fn`` has a ``setup()`` method (e.g. it loads a
+    model, cached per process), it runs in the DoFn's ``setup``, once per DoFn instance.
     """
 
     def __init__(self, stage: str, fn: Callable[[Any], Any]):
@@ -108,6 +112,8 @@ class AccountedMap(beam.DoFn):
 
     def setup(self):
         self._counters = StageCounters(self._stage)
+        if hasattr(self._fn, "setup"):
+            self._fn.setup()
 
     def process(self, element, *side_inputs):
         c = self._counters
@@ -117,13 +123,13 @@ class AccountedMap(beam.DoFn):
             result = self._fn(element, *side_inputs)
         except Rejected as r:
             c.filtered(r.reason)
-            text, source = _text_and_source(element)
+            text, source = text_and_source(element)
             yield beam.pvalue.TaggedOutput(FILTERED, Filtered(self._stage, r.reason, text, source))
             return
         except Exception as e:  # noqa: BLE001 - every failure becomes a dead letter
             reason = e.reason if isinstance(e, InvalidRecord) else f"error_{type(e).__name__}"
             c.dead(reason)
-            text, source = _text_and_source(element)
+            text, source = text_and_source(element)
             yield beam.pvalue.TaggedOutput(
                 DEAD, DeadLetter(self._stage, reason, str(e)[:2000], text, source))
             return

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -42,13 +41,9 @@ def resolve_model(name_or_path: str) -> str:
     if os.path.isdir(name_or_path):
         return os.path.abspath(name_or_path)
     if "://" in name_or_path:
-        from transforms.scann_index import copy_dir_to_local
+        from transforms.remote_dirs import cached_local_copy
 
-        digest = hashlib.sha256(name_or_path.encode("utf-8")).hexdigest()[:16]
-        local = os.path.join(tempfile.gettempdir(), "fineinstructions-models", digest)
-        if not os.path.isfile(os.path.join(local, "modules.json")):
-            copy_dir_to_local(name_or_path, local)
-        return local
+        return cached_local_copy(name_or_path)
     return name_or_path
 
 

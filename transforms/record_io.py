@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import codecs
 import csv
+import hashlib
 import json
 import os
 import re
@@ -276,7 +277,7 @@ def _parquet_rows(path: str) -> Iterator[Union[Row, RowError]]:
         yield RowError("parquet_read_error", f"{type(e).__name__}: {e}", "", f"{path}:row {n + 1}")
 
 
-def _query_problem(fields: dict, text_field: str) -> Optional[tuple[str, str]]:
+def text_problem(fields: dict, text_field: str) -> Optional[tuple[str, str]]:
     """Why a row's ``text_field`` cannot be a query text (a null counts as missing)."""
     value = fields.get(text_field)
     if value is None:
@@ -308,7 +309,7 @@ class _ReadQueriesFn(beam.DoFn):
             if isinstance(item, RowError):
                 reason, error, raw = item.reason, item.error, item.raw
             else:
-                problem = _query_problem(item.fields, spec.text_field)
+                problem = text_problem(item.fields, spec.text_field)
                 if problem is None:
                     c.inc_out()
                     yield Query(item.fields[spec.text_field], spec.name)
@@ -415,3 +416,63 @@ class WriteParquet(beam.PTransform):
                 | "Write" >> beam.io.WriteToParquet(
                     self._path_prefix, self._schema, codec="snappy", file_name_suffix=".parquet",
                     num_shards=self._num_shards, shard_name_template=SHARD_TEMPLATE))
+
+
+def shard_name(prefix: str, shard: int, num_shards: int, suffix: str) -> str:
+    return f"{prefix}-{shard:05d}-of-{num_shards:05d}{suffix}"
+
+
+class _WriteShardFn(beam.DoFn):
+    def __init__(self, prefix: str, schema: pa.Schema, key_field: str, formats: tuple):
+        self._prefix, self._schema, self._key, self._formats = prefix, schema, key_field, formats
+
+    def process(self, shard_rows, num_shards):
+        shard, rows = shard_rows
+        rows = sorted(rows, key=lambda r: (r[self._key], _to_json_line(r)))  # total order
+        if "parquet" in self._formats:
+            path = shard_name(self._prefix, shard, num_shards, ".parquet")
+            sink = pa.BufferOutputStream()
+            pq.write_table(pa.Table.from_pylist(rows, schema=self._schema), sink, compression="snappy")
+            with FileSystems.create(path) as f:
+                f.write(sink.getvalue().to_pybytes())
+            yield path
+        if "jsonl" in self._formats:
+            path = shard_name(self._prefix, shard, num_shards, ".jsonl")
+            with FileSystems.create(path) as f:
+                f.write("".join(_to_json_line(r) + "\n" for r in rows).encode("utf-8"))
+            yield path
+
+
+class WriteSortedShards(beam.PTransform):
+    """Dict records -> ``<prefix>-SSSSS-of-NNNNN.parquet`` and ``.jsonl``, byte-identical on rerun.
+
+    A record's shard is a stable hash of its ``key_field`` and rows are sorted by it within a
+    shard, so file contents do not depend on bundling or worker count (``WriteToText`` and
+    ``WriteToParquet`` write in arrival order). ``num_shards=0`` picks one shard per
+    ``rows_per_shard`` records. Returns the written paths.
+    """
+
+    def __init__(self, path_prefix: str, schema: pa.Schema, key_field: str, num_shards: int = 0,
+                 rows_per_shard: int = 200_000, formats: tuple = ("parquet", "jsonl")):
+        super().__init__()
+        if num_shards < 0 or rows_per_shard < 1:
+            raise ValueError("num_shards must be >= 0 and rows_per_shard >= 1")
+        self._prefix, self._schema, self._key = path_prefix, schema, key_field
+        self._num_shards, self._rows_per_shard, self._formats = num_shards, rows_per_shard, tuple(formats)
+
+    def expand(self, records):
+        fixed, per = self._num_shards, self._rows_per_shard
+        shards = (records
+                  | "Count" >> beam.combiners.Count.Globally()
+                  | "NumShards" >> beam.Map(lambda n: fixed or max(1, -(-n // per))))
+        key = self._key
+
+        def assign(record, n):
+            digest = hashlib.blake2b(str(record[key]).encode("utf-8"), digest_size=8).digest()
+            return int.from_bytes(digest, "little") % n, record
+
+        return (records
+                | "AssignShard" >> beam.Map(assign, n=beam.pvalue.AsSingleton(shards))
+                | "GroupShards" >> beam.GroupByKey()
+                | "WriteShard" >> beam.ParDo(_WriteShardFn(self._prefix, self._schema, key, self._formats),
+                                             num_shards=beam.pvalue.AsSingleton(shards)))

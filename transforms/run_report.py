@@ -62,14 +62,38 @@ def stage_summaries(counters: Dict[str, int], stages: Sequence[str]) -> List[dic
 
 
 def chain_checks(summaries: List[dict], chain: Iterable[Tuple[str, str]]) -> List[dict]:
-    """For each (upstream, downstream) pair: upstream ``out`` equals downstream ``in``."""
+    """For each (upstream, downstream) pair: upstream ``out`` equals downstream ``in``.
+
+    An upstream named ``stage|counter`` uses that stage's other counter instead of ``out``
+    (where a stage fans out, e.g. one document -> several pairs).
+    """
     by = {s["stage"]: s for s in summaries}
     checks = []
     for up, down in chain:
-        if up in by and down in by:
-            checks.append({"from": up, "to": down, "out": by[up]["out"], "in": by[down]["in"],
-                           "ok": by[up]["out"] == by[down]["in"]})
+        stage, _, counter = up.partition(SEP)
+        if stage in by and down in by:
+            out = by[stage]["other"].get(counter, 0) if counter else by[stage]["out"]
+            checks.append({"from": up, "to": down, "out": out, "in": by[down]["in"], "ok": out == by[down]["in"]})
     return checks
+
+
+def with_generation_stages(stages: Sequence[str], chain: Iterable[Tuple[str, str]], generated: Iterable[str]
+                           ) -> Tuple[Tuple[str, ...], Tuple[Tuple[str, str], ...]]:
+    """Stages and chain with ``<s>_generate`` (the model call) in front of each stage ``s`` that
+    runs on a model backend: what fed ``s`` now feeds ``<s>_generate``, whose output feeds ``s``."""
+    generated = set(generated)
+    new_stages: List[str] = []
+    for s in stages:
+        if s in generated:
+            new_stages.append(f"{s}_generate")
+        new_stages.append(s)
+    new_chain: List[Tuple[str, str]] = []
+    for a, b in chain:
+        if b in generated:
+            new_chain += [(a, f"{b}_generate"), (f"{b}_generate", b)]
+        else:
+            new_chain.append((a, b))
+    return tuple(new_stages), tuple(new_chain)
 
 
 def build_report(job: str, counters: Dict[str, int], stages: Sequence[str],
@@ -118,3 +142,17 @@ def write_report(report: dict, output_dir: str) -> str:
     with FileSystems.create(path) as f:
         f.write(json.dumps(report, indent=2, sort_keys=False).encode("utf-8"))
     return path
+
+
+def run_and_report(job: str, pipeline, stages: Sequence[str], chain: Iterable[Tuple[str, str]], output: str,
+                   extra: Optional[dict] = None) -> Tuple[dict, str]:
+    """Runs ``pipeline`` to completion, then writes ``OUTPUT/report.json`` and prints the table;
+    returns the report and its path."""
+    start = time.monotonic()
+    result = pipeline.run()
+    result.wait_until_finish()
+    report = build_report(job, counters_from_result(result), stages, chain, wall_s=time.monotonic() - start,
+                          extra={"output": output, **(extra or {})})
+    path = write_report(report, output)
+    print(format_table(report))
+    return report, path

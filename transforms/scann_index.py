@@ -15,7 +15,8 @@ import tempfile
 from typing import Any, Dict
 
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
+
+from transforms.remote_dirs import copy_dir_to_local
 
 BRUTE_FORCE_BELOW = 20_000
 """Below this many vectors exact search is fast enough and needs no training."""
@@ -94,21 +95,6 @@ def _is_local(path: str) -> bool:
 
 def _local_path(path: str) -> str:
     return path[len("file://"):] if path.startswith("file://") else path
-
-
-def copy_dir_to_local(src: str, local_dir: str) -> str:
-    """Copies every file under ``src`` (any Beam filesystem) into ``local_dir``; returns it."""
-    src = src.rstrip("/")
-    os.makedirs(local_dir, exist_ok=True)
-    for meta in FileSystems.match([f"{src}/**"])[0].metadata_list:
-        rel = meta.path[len(src):].lstrip("/")
-        if not rel:
-            continue
-        dest = os.path.join(local_dir, rel)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        with FileSystems.open(meta.path) as fin, open(dest, "wb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-    return local_dir
 
 
 def _relativize_assets(local_dir: str) -> bool:

@@ -31,8 +31,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.accounting import StageCounters, count_stage
 from transforms.record_io import WriteParquet
-from transforms.records import EmbeddedTemplate
-from transforms.scann_index import build_searcher, copy_dir_to_local, index_params_for, load_searcher, save_searcher
+from transforms.remote_dirs import copy_dir_to_local
+from transforms.scann_index import build_searcher, index_params_for, load_searcher, save_searcher
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

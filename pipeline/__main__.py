@@ -1,0 +1,6 @@
+"""``python -m pipeline``: thin entry point (see pipeline.job)."""
+import sys
+
+from pipeline.job import main
+
+sys.exit(main())

@@ -1,0 +1,64 @@
+"""The token-budget stage: per document, keep a seeded random subset of pairs whose tokens fit
+in the document's own token count (METHOD.md §1.4), so the output never outweighs its source."""
+from __future__ import annotations
+
+from typing import Optional
+
+import apache_beam as beam
+
+from pipeline.steps import count_tokens, load_tokenizer, pair_text
+from pipeline.token_budget import BudgetRollover, select_within_budget
+from transforms.accounting import FILTERED, StageCounters
+from transforms.records import Filtered
+
+
+class _BudgetFn(beam.DoFn):
+    def __init__(self, embedding_model: str, tokenizer: Optional[str], seed: int, rollover: bool, stage: str):
+        self._model, self._tokenizer, self._seed = embedding_model, tokenizer, seed
+        self._rollover, self._stage = rollover, stage
+
+    def setup(self):
+        self._tok = load_tokenizer(self._tokenizer, self._model)
+        self._counters = StageCounters(self._stage)
+
+    def start_bundle(self):
+        self._carry = BudgetRollover() if self._rollover else None
+
+    def process(self, keyed):
+        doc_id, drafts = keyed
+        drafts = sorted(drafts, key=lambda d: d.match.template_id)  # input order must not matter
+        c = self._counters
+        c.inc_in(len(drafts))
+        tokens = [count_tokens(self._tok, pair_text(d.instruction, d.answer)) for d in drafts]
+        budget = drafts[0].num_tokens
+        if self._carry is not None:
+            granted = self._carry.grant(budget)
+        else:
+            granted = budget
+        kept = set(select_within_budget(tokens, granted, f"{self._seed}\x00{doc_id}"))
+        if self._carry is not None:
+            self._carry.spend(sum(tokens[i] for i in kept), granted)
+        for i, draft in enumerate(drafts):
+            if i in kept:
+                c.inc_out()
+                yield draft
+            else:
+                c.filtered("over_token_budget")
+                yield beam.pvalue.TaggedOutput(FILTERED, Filtered(
+                    self._stage, "over_token_budget",
+                    f"{draft.accounting_text()} ({tokens[i]} tokens; document budget {granted})", doc_id))
+
+
+class TokenBudget(beam.PTransform):
+    """PairDraft per (document, template) -> the drafts kept within each document's budget."""
+
+    def __init__(self, embedding_model: str, tokenizer: Optional[str] = None, seed: int = 0,
+                 rollover: bool = False, stage: str = "budget"):
+        super().__init__()
+        self._fn = _BudgetFn(embedding_model, tokenizer, seed, rollover, stage)
+
+    def expand(self, drafts):
+        return (drafts
+                | "KeyByDocument" >> beam.Map(lambda d: (d.doc_id, d))
+                | "GroupByDocument" >> beam.GroupByKey()
+                | "Select" >> beam.ParDo(self._fn).with_outputs(FILTERED, main="out"))

@@ -1,0 +1,188 @@
+"""The pipeline job: corpus documents -> grounded instruction/answer pairs.
+
+``create_pipeline(options)`` returns the unrun Beam pipeline; ``run(argv=None,
+test_pipeline=None)`` runs it, then writes and prints the run report. Stages and their
+counter names are listed in ``STAGES``; document-level stages chain into pair-level ones
+through the ``match|pairs`` counter (templates sampled).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import List, Optional, Sequence
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.budget import TokenBudget
+from pipeline.documents import DedupeDocuments, DocumentFields, ReadDocuments, document_format, length_filter
+from pipeline.extractive import ExtractiveConfig
+from pipeline.match import LibraryRef, check_library_matches
+from pipeline.model_steps import INSTANTIATOR_SCHEMA, instantiator_prompt, judge_parser, judge_prompt, parse_instantiation
+from pipeline.options import DocumentPipelineOptions
+from pipeline.steps import (EmbedStep, ExtractiveInstantiateStep, HeuristicJudgeStep, MatchStep, expand_step,
+                            pair_record, to_drafts)
+from transforms import run_report
+from transforms.cli import PASS_THROUGH, job_main
+from transforms.accounting import DEAD, FILTERED, NAMESPACE, SEP, accounted_map, count_stage
+from transforms.generation import MODEL_BACKENDS, GenerativeStep
+from transforms.job_options import generation_config, job_flags
+from transforms.record_io import WriteJsonl, WriteSortedShards
+from transforms.template_library import read_manifest
+
+STAGES = ("read", "filter_documents", "dedupe_documents", "embed", "match", "instantiate", "expand",
+          "judge", "budget", "write")
+CHAIN = (("read", "filter_documents"), ("filter_documents", "dedupe_documents"), ("dedupe_documents", "embed"),
+         ("embed", "match"), (f"match{SEP}pairs", "instantiate"), ("instantiate", "expand"),
+         ("expand", "judge"), ("judge", "budget"), ("budget", "write"))
+
+PAIR_SCHEMA = pa.schema([
+    ("pair_id", pa.string()), ("doc_id", pa.string()), ("template_id", pa.string()), ("template", pa.string()),
+    ("chunk", pa.int32()), ("match_score", pa.float64()), ("instruction", pa.string()), ("answer", pa.string()),
+    ("excerpt_share", pa.float64()), ("excerpt_spans", pa.list_(pa.list_(pa.int64()))),
+    ("judge_score", pa.int32()), ("instantiator", pa.string()),
+    ("judge", pa.string()), ("embedding_model", pa.string()), ("text", pa.string()),
+])
+
+
+def _fan_out_counter():
+    counter = Metrics.counter(NAMESPACE, f"match{SEP}pairs")
+
+    def fan_out(matched):
+        drafts = to_drafts(matched)
+        counter.inc(len(drafts))
+        return drafts
+
+    return fan_out
+
+
+def backend_name(backend: str, model: str) -> str:
+    """What a pair records about the backend that made it: ``extractive`` or ``vllm:<model>``."""
+    return f"{backend}:{model}" if backend in MODEL_BACKENDS else backend
+
+
+def instantiate_step(opts: argparse.Namespace) -> beam.PTransform:
+    """PairDraft -> instantiated PairDraft on ``--instantiator`` (outputs out, filtered, dead_letters)."""
+    if opts.instantiator == "extractive":
+        extractive = ExtractiveConfig(opts.min_tag_similarity, opts.min_answer_similarity, opts.max_answer_chars)
+        return accounted_map("instantiate", ExtractiveInstantiateStep(opts.embedding_model, extractive))
+    config = generation_config(opts, opts.instantiator, opts.instantiator_model, opts.instantiator_max_tokens,
+                               INSTANTIATOR_SCHEMA)
+    return GenerativeStep("instantiate", instantiator_prompt(opts.instantiator_prompt), parse_instantiation,
+                          config, opts.accelerator)
+
+
+def judge_step(opts: argparse.Namespace) -> beam.PTransform:
+    """PairDraft -> scored PairDraft on ``--judge``; below ``--min_score`` is filtered."""
+    if opts.judge == "heuristic":
+        return accounted_map("judge", HeuristicJudgeStep(opts.embedding_model, opts.min_score))
+    config = generation_config(opts, opts.judge, opts.judge_model, opts.judge_max_tokens)
+    return GenerativeStep("judge", judge_prompt, judge_parser(opts.min_score), config, opts.accelerator)
+
+
+def stages_and_chain(opts: argparse.Namespace):
+    """The run report's stages and chain for this run's backends."""
+    generated = [stage for stage, backend in (("instantiate", opts.instantiator), ("judge", opts.judge))
+                 if backend in MODEL_BACKENDS]
+    return run_report.with_generation_stages(STAGES, CHAIN, generated)
+
+
+def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] = None) -> beam.Pipeline:
+    """Builds (does not run) the pipeline for ``options``; fails fast on bad flags or a library
+    built with another embedding model."""
+    opts = job_flags(options, DocumentPipelineOptions)
+    for flag in ("documents", "templates", "output"):
+        if not getattr(opts, flag):
+            raise ValueError(f"--{flag} is required")
+    manifest = read_manifest(opts.templates)
+    check_library_matches(manifest, opts.embedding_model)
+    fmt = document_format(opts.documents, opts.document_format)
+    if not FileSystems.match([opts.documents])[0].metadata_list:
+        raise FileNotFoundError(f"--documents {opts.documents!r} matches no file")
+    out = opts.output.rstrip("/")
+    backends = {"instantiator": backend_name(opts.instantiator, opts.instantiator_model),
+                "judge": backend_name(opts.judge, opts.judge_model), "embedding_model": opts.embedding_model}
+    p = pipeline if pipeline is not None else beam.Pipeline(options=options)
+
+    read = p | "ReadDocuments" >> ReadDocuments(opts.documents, fmt,
+                                                DocumentFields(opts.id_field, opts.text_field, opts.url_field))
+    sized = read["out"] | "FilterDocuments" >> accounted_map(
+        "filter_documents", length_filter(opts.min_document_chars, opts.max_document_chars))
+    unique = sized.out | "DedupeDocuments" >> DedupeDocuments()
+    embedded = unique.out | "Embed" >> accounted_map(
+        "embed", EmbedStep(opts.embedding_model, opts.pooling_k, opts.pooling_sigma, opts.pooling_alpha,
+                           opts.max_document_tokens, opts.embedding_batch_size, opts.budget_tokenizer))
+    library = p | "LibraryRef" >> beam.Create([LibraryRef(opts.templates.rstrip("/"), manifest)])
+    matched = embedded.out | "Match" >> accounted_map(
+        "match", MatchStep(opts.embedding_model, opts.top_k, opts.match_threshold, opts.templates_per_document,
+                           opts.tag_distribution, opts.seed),
+        beam.pvalue.AsSingleton(library))
+    # Reshuffle documents (not drafts) so work spreads over workers while the drafts of one
+    # document stay together in a bundle: the instantiator reuses that document's embeddings.
+    drafts = (matched.out
+              | "Reshuffle" >> beam.Reshuffle()
+              | "ToPairs" >> beam.FlatMap(_fan_out_counter()))
+    instantiated = drafts | "Instantiate" >> instantiate_step(opts)
+    expanded = instantiated["out"] | "ExpandExcerpts" >> accounted_map("expand", expand_step(opts.min_excerpt_ratio))
+    judged = expanded.out | "Judge" >> judge_step(opts)
+    kept = judged["out"] | "TokenBudget" >> TokenBudget(opts.embedding_model, opts.budget_tokenizer, opts.seed,
+                                                     opts.budget_rollover)
+    _ = (kept.out
+         | "CountWriteIn" >> beam.Map(count_stage("write", "in"))
+         | "ToRecord" >> beam.Map(pair_record, backends)
+         | "CountWriteOut" >> beam.Map(count_stage("write", "out"))
+         | "WritePairs" >> WriteSortedShards(f"{out}/pairs/pairs", PAIR_SCHEMA, "pair_id", opts.num_shards))
+
+    dead = [read[DEAD], sized.dead_letters, embedded.dead_letters, matched.dead_letters,
+            instantiated[DEAD], expanded.dead_letters, judged[DEAD]]
+    filtered = [sized.filtered, unique.filtered, matched.filtered, instantiated[FILTERED], expanded.filtered,
+                judged[FILTERED], kept.filtered]
+    _ = dead | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteJsonl(
+        f"{out}/dead_letters/dead_letters", num_shards=1)
+    _ = filtered | "AllFiltered" >> beam.Flatten() | "WriteFiltered" >> WriteJsonl(
+        f"{out}/filtered/filtered", num_shards=opts.num_shards)
+    return p
+
+
+def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
+    """Runs the job to completion; returns the run report (also written to OUTPUT/report.json)."""
+    options = PipelineOptions(argv)
+    opts = job_flags(options, DocumentPipelineOptions)
+    p = create_pipeline(options, pipeline=test_pipeline)
+    report, path = run_report.run_and_report("pipeline", p, *stages_and_chain(opts), opts.output,
+                                             extra={"templates": opts.templates})
+    print(pairs_summary(opts.output))
+    print(f"\nPairs: {opts.output.rstrip('/')}/pairs/\nRun report: {path}")
+    return report
+
+
+def read_pairs(output: str) -> List[dict]:
+    """Every kept pair under ``OUTPUT/pairs/`` (JSONL shards), sorted by pair_id."""
+    match = FileSystems.match([f"{output.rstrip('/')}/pairs/pairs-*.jsonl"])[0].metadata_list
+    rows = []
+    for meta in sorted(match, key=lambda m: m.path):
+        with FileSystems.open(meta.path) as f:
+            rows.extend(json.loads(line) for line in f.read().decode("utf-8").splitlines() if line)
+    return sorted(rows, key=lambda r: r["pair_id"])
+
+
+def pairs_summary(output: str, examples: int = 3) -> str:
+    """Pair count, documents covered and a few example pairs."""
+    pairs = read_pairs(output)
+    docs = {r["doc_id"] for r in pairs}
+    lines = [f"\nPairs: {len(pairs)} from {len(docs)} documents"]
+    for r in pairs[:examples]:
+        lines.append(f"--- {r['doc_id']} x template {r['template_id'][:12]} (chunk {r['chunk']}, "
+                     f"match {r['match_score']:.3f}, judge {r['judge_score']}, excerpts {r['excerpt_share']:.0%})")
+        lines.append(f"  template:    {r['template']}")
+        lines.append(f"  instruction: {r['instruction']}")
+        answer = r["answer"] if len(r["answer"]) <= 400 else r["answer"][:400] + " ..."
+        lines.append(f"  answer:      {answer}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return job_main(argv, "python -m pipeline", "Turn corpus documents into grounded instruction/answer pairs with a template library. " + PASS_THROUGH, DocumentPipelineOptions, run)

@@ -1,0 +1,98 @@
+"""Command-line options of the pipeline job (each with help text and a default)."""
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.gaussian_pooling import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_MAX_DOCUMENT_TOKENS, DEFAULT_SIGMA
+from pipeline.instantiator_prompt import MODEL_NAME as INSTANTIATOR_MODEL
+from pipeline.judge_prompt import MODEL_NAME as JUDGE_MODEL
+from transforms.generation import MODEL_BACKENDS
+
+INSTANTIATOR_PROMPTS = ("json", "json_with_instructions", "paper")
+
+DEFAULT_MATCH_THRESHOLD = 0.30
+"""Cosine (MiniLM description vs Gaussian-pooled document vector) above which a template is a
+candidate; calibrated on the shared Wikipedia articles (docs/benchmarks.md, "match threshold")."""
+
+
+class DocumentPipelineOptions(PipelineOptions):
+    """Flags of ``python -m pipeline`` besides the shared ones (transforms/job_options.py); Beam
+    runner flags pass through unchanged."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        io = parser.add_argument_group("input and output")
+        io.add_argument("--documents", default=None,
+                        help="Glob of document files (JSONL or Parquet; local or gs://). Required.")
+        io.add_argument("--document_format", default=None, choices=("jsonl", "parquet"),
+                        help="jsonl|parquet (default: from the extension).")
+        io.add_argument("--id_field", default="id", help="Document id field (missing: a content hash is used).")
+        io.add_argument("--url_field", default="url", help="Document URL field (optional in the input).")
+        io.add_argument("--templates", default=None,
+                        help="Template library directory written by templates_mining (local or gs://). Required.")
+
+        d = parser.add_argument_group("documents")
+        d.add_argument("--min_document_chars", type=int, default=200,
+                       help="Drop documents shorter than this (too_short).")
+        d.add_argument("--max_document_chars", type=int, default=1_000_000,
+                       help="Drop documents longer than this (too_long).")
+
+        e = parser.add_argument_group("embedding (Gaussian pooling)")
+        e.add_argument("--pooling_k", type=int, default=DEFAULT_K, help="Local chunks K (K+1 vectors per document).")
+        e.add_argument("--pooling_sigma", type=float, default=DEFAULT_SIGMA,
+                       help="Gaussian width as a fraction of the document's tokens.")
+        e.add_argument("--pooling_alpha", type=float, default=DEFAULT_ALPHA,
+                       help="Mix of local (1.0) vs global (0.0) embedding in each chunk vector.")
+        e.add_argument("--max_document_tokens", type=int, default=DEFAULT_MAX_DOCUMENT_TOKENS,
+                       help="Tokens of each document that are embedded (in model-sized windows); "
+                            "later tokens are not pooled.")
+
+        m = parser.add_argument_group("matching")
+        m.add_argument("--top_k", type=int, default=20, help="Templates retrieved per retrieval vector.")
+        m.add_argument("--match_threshold", type=float, default=DEFAULT_MATCH_THRESHOLD,
+                       help="Cosine above which a retrieved template is a candidate (model-specific: the "
+                            "paper's 0.865 is for its BGE-M3 model).")
+        m.add_argument("--templates_per_document", type=int, default=6,
+                       help="Templates sampled per document from its candidates.")
+        m.add_argument("--tag_distribution", default="library",
+                       help="Target distribution of <fi> tag counts among sampled templates: 'library' "
+                            "(the library's templates weighted by source queries) or e.g. '1:0.4,2:0.3,3:0.2,4:0.1' "
+                            "(the last bucket takes larger counts too).")
+
+        g = parser.add_argument_group("instantiate, judge, budget")
+        g.add_argument("--instantiator", choices=("extractive",) + MODEL_BACKENDS, default="extractive",
+                       help="Backend filling templates and answering: 'extractive' (deterministic CPU default) "
+                            "or the template instantiator model on vllm, an openai-compatible endpoint, or "
+                            "transformers (see the model backend flags).")
+        g.add_argument("--instantiator_model", default=INSTANTIATOR_MODEL,
+                       help="Model backends: the instantiator (hub name, local or gs:// dir; the served model "
+                            "name for openai).")
+        g.add_argument("--instantiator_max_tokens", type=int, default=1024,
+                       help="Model backends: most tokens generated per (document, template).")
+        g.add_argument("--instantiator_prompt", choices=INSTANTIATOR_PROMPTS, default="json",
+                       help="Model backends: 'json' sends the user message {instruction_template, document} "
+                            "alone (as the released model is fed); 'json_with_instructions' adds the "
+                            "paper's instructions as a system message; 'paper' sends the paper-style prompt.")
+        g.add_argument("--min_tag_similarity", type=float, default=0.3,
+                       help="extractive: a tag is filled only by a document span at least this similar "
+                            "to the tag's description; otherwise the template does not fit (null).")
+        g.add_argument("--min_answer_similarity", type=float, default=0.3,
+                       help="extractive: null when no passage is at least this similar to the instruction.")
+        g.add_argument("--max_answer_chars", type=int, default=800,
+                       help="extractive: longest answer excerpt, in characters.")
+        g.add_argument("--min_excerpt_ratio", type=float, default=0.8,
+                       help="Reject answers whose verbatim excerpts are less than this share of the characters.")
+        g.add_argument("--judge", choices=("heuristic",) + MODEL_BACKENDS, default="heuristic",
+                       help="Backend scoring pairs 1-5: 'heuristic' (CPU default) or a Flow-Judge-style "
+                            "rubric model on vllm, an openai-compatible endpoint, or transformers.")
+        g.add_argument("--judge_model", default=JUDGE_MODEL,
+                       help="Model backends: the judge (hub name, local or gs:// dir; served name for openai).")
+        g.add_argument("--judge_max_tokens", type=int, default=512,
+                       help="Model backends: most tokens generated per judgement (feedback, then score).")
+        g.add_argument("--min_score", type=int, default=4, help="Keep pairs the judge scores at least this.")
+        g.add_argument("--budget_tokenizer", default=None,
+                       help="Tokenizer counting tokens for the per-document budget (HF name or dir; "
+                            "default: the embedding model's).")
+        g.add_argument("--budget_rollover", action="store_true", default=False,
+                       help="Carry unused budget to the next document of the same worker bundle "
+                            "(order-dependent: reruns are no longer byte-identical).")

@@ -1,0 +1,202 @@
+"""The per-element steps of the pipeline job: small callables for ``accounted_map``.
+
+Each step holds only its settings (so it pickles to workers); ``setup()`` loads what it
+needs (embedding model, library) once per worker process through the per-process caches,
+and ``__call__`` maps one element, raising ``Rejected`` (filtered, with a reason) or any
+exception (dead letter). The Beam wiring, counters and dead letters live in ``accounted_map``.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from pipeline.excerpts import check_excerpt_share, expand_excerpts
+from pipeline.extractive import DocumentView, ExtractiveConfig, instantiate
+from pipeline.gaussian_pooling import DocumentEmbedder
+from pipeline.judge import heuristic_score
+from pipeline.match import (LibraryRef, check_library_matches, library_tag_distribution, loaded_library,
+                            match_document, parse_tag_distribution)
+from pipeline.records import Document, EmbeddedDocument, PairDraft, TemplateMatch
+from templates_mining.template_format import TAG_RE
+from transforms.accounting import Rejected
+from transforms.embedding import embed_texts, load_embedding_model, model_info
+
+
+def load_tokenizer(name: Optional[str], embedding_model: str):
+    """The budget tokenizer: the embedding model's unless a HF tokenizer name/dir is given."""
+    if not name:
+        return load_embedding_model(embedding_model).tokenizer
+    from transformers import AutoTokenizer
+
+    from transforms.embedding import resolve_model
+    return AutoTokenizer.from_pretrained(resolve_model(name))
+
+
+def count_tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
+
+
+class EmbedStep:
+    """Document -> EmbeddedDocument (K+1 Gaussian-pooled vectors over the whole document)."""
+
+    def __init__(self, model: str, k: int, sigma: float, alpha: float, max_document_tokens: int,
+                 batch_size: int, budget_tokenizer: Optional[str] = None):
+        if k < 1 or sigma <= 0 or not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"need pooling_k >= 1, pooling_sigma > 0, 0 <= pooling_alpha <= 1; "
+                             f"got {k}, {sigma}, {alpha}")
+        self.model, self.k, self.sigma, self.alpha = model, k, sigma, alpha
+        self.max_document_tokens, self.batch_size = max_document_tokens, batch_size
+        self.budget_tokenizer = budget_tokenizer
+
+    def setup(self):
+        self._embedder = DocumentEmbedder(load_embedding_model(self.model), self.k, self.sigma, self.alpha,
+                                          self.max_document_tokens, self.batch_size)
+        self._budget_tok = load_tokenizer(self.budget_tokenizer, self.model) if self.budget_tokenizer else None
+
+    def __call__(self, doc: Document) -> EmbeddedDocument:
+        pooled = self._embedder.embed(doc.text)
+        tokens = count_tokens(self._budget_tok, doc.text) if self._budget_tok else pooled.num_tokens
+        return EmbeddedDocument(doc, pooled.vectors.tobytes(), tokens, pooled.chunk_centres)
+
+
+class MatchStep:
+    """(EmbeddedDocument, LibraryRef) -> (EmbeddedDocument, [TemplateMatch]) sampled templates."""
+
+    def __init__(self, model: str, top_k: int, threshold: float, templates_per_document: int,
+                 tag_distribution: str, seed: int):
+        if top_k < 1 or templates_per_document < 1:
+            raise ValueError("top_k and templates_per_document must be >= 1")
+        if tag_distribution != "library":
+            parse_tag_distribution(tag_distribution)  # fail at construction, not on a worker
+        self.model, self.top_k, self.threshold = model, top_k, threshold
+        self.n, self.tag_distribution, self.seed = templates_per_document, tag_distribution, seed
+
+    def setup(self):
+        self._info = model_info(load_embedding_model(self.model))
+        self._dist: Dict[str, Dict[int, float]] = {}
+
+    def __call__(self, edoc: EmbeddedDocument, ref: LibraryRef):
+        lib = loaded_library(ref)
+        if ref.path not in self._dist:
+            check_library_matches(ref.manifest, self.model, self._info)
+            self._dist[ref.path] = (library_tag_distribution(lib.num_tags, lib.weights)
+                                    if self.tag_distribution == "library"
+                                    else parse_tag_distribution(self.tag_distribution))
+        vectors = np.frombuffer(edoc.vectors, dtype=np.float32).reshape(len(edoc.chunk_centres), -1)
+        picked = match_document(vectors, edoc.document.doc_id, lib, self._dist[ref.path],
+                                self.top_k, self.threshold, self.n, self.seed)
+        return edoc, [TemplateMatch(lib.template_ids[c.row], lib.templates[c.row], lib.descriptions[c.row],
+                                    lib.num_tags[c.row], c.chunk, round(c.score, 6)) for c in picked]
+
+
+def to_drafts(matched) -> List[PairDraft]:
+    """One PairDraft per sampled template of a document."""
+    edoc, matches = matched
+    doc = edoc.document
+    return [PairDraft(doc.doc_id, doc.text, edoc.num_tokens, edoc.chunk_centres[m.chunk], m) for m in matches]
+
+
+class ExtractiveInstantiateStep:
+    """PairDraft -> PairDraft with instruction and excerpt-marked answer; ``null`` is filtered.
+
+    Drafts of one document arrive together (they are fanned out in the same bundle), so the
+    document's sentence and span embeddings are cached for the next few drafts.
+    """
+
+    CACHE_DOCUMENTS = 4
+
+    def __init__(self, model: str, cfg: ExtractiveConfig):
+        self.model, self.cfg = model, cfg
+
+    def setup(self):
+        st = load_embedding_model(self.model)
+        self._encode = lambda texts: embed_texts(st, texts, batch_size=64)
+        self._views: "OrderedDict[str, DocumentView]" = OrderedDict()
+
+    def _view(self, draft: PairDraft) -> DocumentView:
+        view = self._views.get(draft.doc_id)
+        if view is None or view.text != draft.document:
+            view = DocumentView(draft.document, self._encode)
+            self._views[draft.doc_id] = view
+            while len(self._views) > self.CACHE_DOCUMENTS:
+                self._views.popitem(last=False)
+        self._views.move_to_end(draft.doc_id)
+        return view
+
+    def __call__(self, draft: PairDraft) -> PairDraft:
+        result = instantiate(draft.match.template, self._view(draft), draft.focus, draft.match.chunk,
+                             self._encode, self.cfg)
+        if result is None:
+            raise Rejected("template_incompatible", "the document cannot fill the template (null)")
+        return draft._replace(instruction=result.instruction, answer=result.answer)
+
+
+def expand_step(min_excerpt_ratio: float):
+    """PairDraft -> PairDraft with verbatim excerpts; rejects leftover tags and low excerpt share."""
+    if not 0.0 <= min_excerpt_ratio <= 1.0:
+        raise ValueError(f"--min_excerpt_ratio must be in [0, 1], got {min_excerpt_ratio}")
+
+    def expand(draft: PairDraft) -> PairDraft:
+        if TAG_RE.search(draft.instruction) or "<fi>" in draft.instruction or "</fi>" in draft.instruction:
+            raise Rejected("leftover_tag", "the instruction still has a <fi> tag")
+        expanded = check_excerpt_share(expand_excerpts(draft.answer, draft.document, focus=draft.focus),
+                                       min_excerpt_ratio)
+        if not expanded.text:
+            raise Rejected("empty_answer", "the answer is empty after expansion")
+        return draft._replace(answer=expanded.text, excerpt_share=round(expanded.excerpt_share, 6),
+                              excerpt_spans=[list(span) for span in expanded.spans], document="")
+
+    return expand
+
+
+class HeuristicJudgeStep:
+    """PairDraft -> PairDraft with a 1-5 score; below ``min_score`` is filtered."""
+
+    def __init__(self, model: str, min_score: int):
+        if not 1 <= min_score <= 5:
+            raise ValueError(f"--min_score must be 1..5, got {min_score}")
+        self.model, self.min_score = model, min_score
+
+    def setup(self):
+        self._st = load_embedding_model(self.model)
+
+    def __call__(self, draft: PairDraft) -> PairDraft:
+        vectors = embed_texts(self._st, [draft.instruction, draft.answer])
+        relatedness = float(np.clip(vectors[0] @ vectors[1], -1.0, 1.0))
+        result = heuristic_score(draft.instruction, draft.answer, draft.excerpt_share, relatedness)
+        if result.score < self.min_score:
+            raise Rejected("low_judge_score", f"score {result.score} < {self.min_score}: {', '.join(result.reasons)}")
+        return draft._replace(judge_score=result.score, judge_reasons=list(result.reasons))
+
+
+def pair_text(instruction: str, answer: str) -> str:
+    """The training text (METHOD.md §1.4)."""
+    return f"Instruction: {instruction}\n\nAnswer: {answer}"
+
+
+def pair_id(doc_id: str, template_id: str, text: str) -> str:
+    return hashlib.sha256("\x00".join((doc_id, template_id, text)).encode("utf-8")).hexdigest()[:32]
+
+
+def pair_record(draft: PairDraft, backends: Dict[str, str]) -> dict:
+    """The output row of a kept pair."""
+    text = pair_text(draft.instruction, draft.answer)
+    return {
+        "pair_id": pair_id(draft.doc_id, draft.match.template_id, text),
+        "doc_id": draft.doc_id,
+        "template_id": draft.match.template_id,
+        "template": draft.match.template,
+        "chunk": draft.match.chunk,
+        "match_score": draft.match.score,
+        "instruction": draft.instruction,
+        "answer": draft.answer,
+        "excerpt_share": draft.excerpt_share,
+        "excerpt_spans": draft.excerpt_spans,
+        "judge_score": draft.judge_score,
+        **backends,
+        "text": text,
+    }
+

@@ -1,0 +1,129 @@
+"""End-to-end runs of the pipeline job: bundled sample documents, and shared Wikipedia articles."""
+import glob
+import itertools
+import json
+import pathlib
+
+import pytest
+
+from pipeline.job import STAGES, read_pairs, run
+from pipeline.steps import pair_text
+from transforms.template_library import load_library
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+SAMPLE_DOCS = REPO / "sample_data" / "documents"
+
+pytestmark = pytest.mark.e2e
+
+
+def _docs(pattern):
+    docs = {}
+    for path in sorted(glob.glob(str(pattern))):
+        for line in open(path, encoding="utf-8"):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row.get("text"), str) and row.get("id"):
+                docs.setdefault(row["id"], row["text"])
+    return docs
+
+
+def _jsonl(pattern):
+    rows = []
+    for path in sorted(glob.glob(str(pattern))):
+        rows += [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+    return rows
+
+
+def assert_grounded(pairs, docs, library):
+    """Every pair traces to its document and template, excerpts are verbatim, no tag is left."""
+    template_ids = set(load_library(str(library)).template_table().column("template_id").to_pylist())
+    for p in pairs:
+        doc = docs[p["doc_id"]]
+        assert p["template_id"] in template_ids
+        assert "<fi>" not in p["instruction"] and "</fi>" not in p["instruction"]
+        assert "<excerpt>" not in p["answer"] and "<...>" not in p["answer"]
+        assert p["excerpt_share"] >= 0.8 and p["judge_score"] >= 4
+        assert p["excerpt_spans"], p
+        covered = 0
+        for start, end in p["excerpt_spans"]:
+            assert doc[start:end] in p["answer"]
+            covered += end - start
+        assert covered / len(p["answer"]) >= 0.8 - 1e-9
+        assert p["text"] == pair_text(p["instruction"], p["answer"])
+
+
+@pytest.fixture(scope="module")
+def sample_pairs_run(sample_library, tmp_path_factory):
+    library, _ = sample_library
+    out = tmp_path_factory.mktemp("pairs") / "out"
+    report = run(["--documents", str(SAMPLE_DOCS / "*.jsonl"), "--templates", str(library), "--output", str(out)])
+    return library, out, report
+
+
+def test_sample_run_accounts_for_every_document(sample_pairs_run):
+    library, out, report = sample_pairs_run
+    assert report["conservation_ok"], report
+    assert all(c["ok"] for c in report["chain"]) and len(report["chain"]) == len(STAGES) - 1
+    stages = {s["stage"]: s for s in report["stages"]}
+    lines = sum(1 for f in SAMPLE_DOCS.glob("*.jsonl") for line in f.read_text("utf-8").splitlines() if line.strip())
+    assert stages["read"]["in"] == lines == 36
+    # The planted bad lines: malformed JSON, missing / empty / non-string text, a duplicate,
+    # a five-word document.
+    assert stages["read"]["dead_letters_by_reason"] == {"invalid_json": 1, "missing_field": 1,
+                                                         "empty_text": 1, "wrong_type": 1}
+    assert stages["dedupe_documents"]["filtered_by_reason"] == {"duplicate_document": 1}
+    assert stages["filter_documents"]["filtered_by_reason"] == {"too_short": 1}
+    dead = _jsonl(out / "dead_letters" / "*.jsonl")
+    assert len(dead) == 4 and all(d["reason"] and d["locator"] for d in dead)
+    filtered = _jsonl(out / "filtered" / "*.jsonl")
+    total_filtered = sum(s["filtered"] for s in report["stages"])
+    assert len(filtered) == total_filtered
+
+
+def test_sample_pairs_are_grounded(sample_pairs_run):
+    library, out, report = sample_pairs_run
+    pairs = read_pairs(str(out))
+    assert len(pairs) >= 30
+    assert_grounded(pairs, _docs(SAMPLE_DOCS / "*.jsonl"), library)
+    parquet = sorted(glob.glob(str(out / "pairs" / "*.parquet")))
+    import pyarrow.parquet as pq
+    assert sorted(pq.read_table(parquet).to_pylist(), key=lambda r: r["pair_id"]) == pairs
+
+
+def test_rerun_is_byte_identical_with_two_workers(sample_pairs_run, tmp_path):
+    library, out, _ = sample_pairs_run
+    other = tmp_path / "out"
+    run(["--documents", str(SAMPLE_DOCS / "*.jsonl"), "--templates", str(library), "--output", str(other),
+         "--direct_num_workers", "2", "--direct_running_mode", "multi_threading"])
+    names = sorted(p.name for p in (out / "pairs").iterdir())
+    assert names == sorted(p.name for p in (other / "pairs").iterdir())
+    for name in names:
+        assert (out / "pairs" / name).read_bytes() == (other / "pairs" / name).read_bytes(), name
+
+
+def test_library_from_another_model_is_refused(sample_library, tmp_path):
+    library, _ = sample_library
+    with pytest.raises(ValueError, match="embedding model"):
+        run(["--documents", str(SAMPLE_DOCS / "*.jsonl"), "--templates", str(library), "--output",
+             str(tmp_path / "o"), "--embedding_model", "some/other-model"])
+
+
+def test_200_wikipedia_articles(real_library, shared_data, tmp_path):
+    library, _ = real_library
+    docs_dir = tmp_path / "docs"
+    docs_dir.mkdir()
+    lines = []
+    for path in sorted((shared_data / "documents" / "wikipedia").glob("wiki_*.jsonl")):
+        lines += list(itertools.islice(open(path, encoding="utf-8"), 9))
+    lines = lines[:200]
+    (docs_dir / "articles.jsonl").write_text("".join(lines), encoding="utf-8")
+    out = tmp_path / "out"
+    report = run(["--documents", str(docs_dir / "*.jsonl"), "--templates", str(library), "--output", str(out)])
+    assert report["conservation_ok"], report
+    stages = {s["stage"]: s for s in report["stages"]}
+    assert stages["read"]["in"] == 200
+    pairs = read_pairs(str(out))
+    assert len(pairs) >= 200  # at least one kept pair per article on average
+    assert_grounded(pairs, _docs(docs_dir / "*.jsonl"), library)
