@@ -175,7 +175,7 @@ def test_resolve_dtype():
 
 def test_handler_batching_sharing_and_namespace(tiny_dir):
     handler = TransformersGenerationHandler(config_for(tiny_dir, batch_size=3, device="cpu"))
-    assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 3}
+    assert handler.batch_elements_kwargs() == {"min_batch_size": 3, "max_batch_size": 3}
     assert handler.get_metrics_namespace() == "fineinstructions_transformers"
     assert handler.share_model_across_processes() is False
     assert TransformersGenerationHandler(
