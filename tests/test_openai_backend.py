@@ -179,7 +179,7 @@ def test_missing_api_key_sends_empty(server_url, tag, monkeypatch):
 
 def test_handler_settings(server_url):
     handler, _ = make(server_url, batch_size=5)
-    assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 5}
+    assert handler.batch_elements_kwargs() == {"min_batch_size": 5, "max_batch_size": 5}
     assert handler.share_model_across_processes() is False
     assert handler.get_metrics_namespace() == "fineinstructions_openai"
 

@@ -27,7 +27,7 @@ def test_handler_is_beams_vllm_handler_with_our_batching_and_server_flags():
     handler = model_handler(config(vllm_args=(("max-model-len", "8192"),)))
     assert isinstance(handler, VLLMGenerationHandler)
     assert handler.share_model_across_processes()  # one server per worker VM
-    assert handler.batch_elements_kwargs()["max_batch_size"] == 32
+    assert handler.batch_elements_kwargs() == {"min_batch_size": 32, "max_batch_size": 32}
     assert handler._model_name == "fineinstructions/template_instantiator"
     assert handler._vllm_server_kwargs["max-model-len"] == "8192"
 

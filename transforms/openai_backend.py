@@ -172,7 +172,9 @@ class OpenAICompatibleHandler(ModelHandler[Prompt, Union[str, GenerationFailure]
         """Any inference_args (e.g. ``stop``) are passed on to ``create()`` as request fields."""
 
     def batch_elements_kwargs(self) -> Mapping[str, Any]:
-        return {"min_batch_size": 1, "max_batch_size": self._config.batch_size}
+        # Full batches from the start (Beam's adaptive batching begins at 1): a batch is the
+        # unit of concurrency here.
+        return {"min_batch_size": self._config.batch_size, "max_batch_size": self._config.batch_size}
 
     def share_model_across_processes(self) -> bool:
         """A client is cheap; the endpoint, not the worker, holds the model."""

@@ -71,7 +71,7 @@ class VLLMGenerationHandler(VLLMChatModelHandler):
 
     def __init__(self, config: GenerationConfig):
         super().__init__(config.model, vllm_server_kwargs=server_kwargs(config),
-                         min_batch_size=1, max_batch_size=config.batch_size)
+                         min_batch_size=config.batch_size, max_batch_size=config.batch_size)
         self._config = config
         self._request_args = request_args(config)
 
