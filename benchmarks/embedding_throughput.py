@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     parser.add_argument("--documents", default=default_docs, help="JSONL glob with id/text")
     parser.add_argument("--docs", type=int, default=60, help="documents to embed")
     parser.add_argument("--max_document_tokens", type=int, default=DEFAULT_MAX_DOCUMENT_TOKENS)
-    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, default=64, help="windows per forward pass (the job's default)")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
 

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Run the pipeline job on Dataflow with vLLM on GPU workers, from the image of 01.
+#
+# Needs: PROJECT REGION BUCKET IMAGE DOCUMENTS. Optional (defaults in 00_env.example): LIBRARY,
+# OUTPUT, GPU_PLACEMENT, GPU_TYPE, GPU_COUNT, NVIDIA_DRIVER, GPU_MACHINE_TYPE, CPU_MACHINE_TYPE,
+# MAX_WORKERS, DISK_SIZE_GB, INSTANTIATOR, JUDGE, INSTANTIATOR_MODEL, JUDGE_MODEL,
+# VLLM_GPU_MEMORY_UTILIZATION, VLLM_MAX_MODEL_LEN, JOB_NAME, SERVICE_ACCOUNT, SUBNETWORK, PYTHON.
+# Extra arguments pass through to `python -m pipeline`. DRY_RUN=1 prints the command.
+#
+# GPU_PLACEMENT:
+#   all_workers (default)  --dataflow_service_options worker_accelerator=... and
+#                          --machine_type GPU_MACHINE_TYPE: every worker has the GPU; reading,
+#                          embedding and matching share those workers.
+#   right_fitting          --accelerator 'type:...;count:...;machine_type:GPU_MACHINE_TYPE;...':
+#                          the resource hint on the generation steps (transforms/generation.py)
+#                          gives them their own GPU worker pool; the other steps run on
+#                          CPU_MACHINE_TYPE workers.
+#   Dataflow's right-fitting docs: don't use the worker_accelerator service option together with
+#   resource hints, so each mode sets exactly one of the two.
+#
+# The launcher (this machine, PYTHON) must have this project installed at the image's version with
+# apache-beam 2.77.0 on Python 3.11; it waits for the job, then writes OUTPUT/report.json.
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require PROJECT REGION BUCKET IMAGE DOCUMENTS
+check_bucket
+GCS="gs://${BUCKET}"
+LIBRARY="${LIBRARY:-${GCS}/library}"
+OUTPUT="${OUTPUT:-${GCS}/pairs/$(timestamp)}"
+require_gs DOCUMENTS LIBRARY OUTPUT
+PY="$(launcher_python)"
+
+GPU_PLACEMENT="${GPU_PLACEMENT:-all_workers}"
+GPU_TYPE="${GPU_TYPE:-nvidia-l4}"
+GPU_COUNT="${GPU_COUNT:-1}"
+NVIDIA_DRIVER="${NVIDIA_DRIVER-latest}"
+GPU_MACHINE_TYPE="${GPU_MACHINE_TYPE:-g2-standard-8}"
+CPU_MACHINE_TYPE="${CPU_MACHINE_TYPE:-n2-standard-8}"
+INSTANTIATOR="${INSTANTIATOR:-vllm}"
+JUDGE="${JUDGE:-vllm}"
+
+case "${GPU_PLACEMENT}" in
+  all_workers)
+    placement=(
+      --dataflow_service_options "worker_accelerator=type:${GPU_TYPE};count:${GPU_COUNT};$(driver_directive)"
+      --machine_type "${GPU_MACHINE_TYPE}"
+    )
+    ;;
+  right_fitting)
+    placement=(
+      --accelerator "type:${GPU_TYPE};count:${GPU_COUNT};machine_type:${GPU_MACHINE_TYPE};$(driver_directive)"
+      --machine_type "${CPU_MACHINE_TYPE}"
+    )
+    ;;
+  *)
+    die "GPU_PLACEMENT must be all_workers or right_fitting (got '${GPU_PLACEMENT}')"
+    ;;
+esac
+
+models=()
+[[ -z "${INSTANTIATOR_MODEL:-}" ]] || models+=(--instantiator_model "${INSTANTIATOR_MODEL}")
+[[ -z "${JUDGE_MODEL:-}" ]] || models+=(--judge_model "${JUDGE_MODEL}")
+
+network=()
+[[ -z "${SERVICE_ACCOUNT:-}" ]] || network+=(--service_account_email "${SERVICE_ACCOUNT}")
+[[ -z "${SUBNETWORK:-}" ]] || network+=(--subnetwork "${SUBNETWORK}" --no_use_public_ips)
+
+cd "${REPO_ROOT}"
+run "${PY}" -m pipeline \
+  --documents "${DOCUMENTS}" \
+  --templates "${LIBRARY}" \
+  --output "${OUTPUT}" \
+  --instantiator "${INSTANTIATOR}" \
+  --judge "${JUDGE}" \
+  ${models[@]+"${models[@]}"} \
+  --vllm_arg "gpu-memory-utilization=${VLLM_GPU_MEMORY_UTILIZATION:-0.45}" \
+  --vllm_arg "max-model-len=${VLLM_MAX_MODEL_LEN:-16384}" \
+  --runner DataflowRunner \
+  --project "${PROJECT}" \
+  --region "${REGION}" \
+  --temp_location "${GCS}/tmp" \
+  --staging_location "${GCS}/staging" \
+  --job_name "${JOB_NAME:-fi-pipeline-$(timestamp)}" \
+  --sdk_container_image "${IMAGE}" \
+  --sdk_location container \
+  --experiments use_runner_v2 \
+  "${placement[@]}" \
+  --max_num_workers "${MAX_WORKERS:-10}" \
+  --disk_size_gb "${DISK_SIZE_GB:-150}" \
+  --labels "app=fineinstructions" --labels "job=pipeline" \
+  ${network[@]+"${network[@]}"} \
+  "$@"

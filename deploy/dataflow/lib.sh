@@ -1,0 +1,75 @@
+# shellcheck shell=bash
+# Sourced by the numbered scripts in this folder (not run on its own).
+#
+# - ENV_FILE=path: a file of `export NAME=value` lines (a copy of 00_env.example) to source first.
+# - DRY_RUN=1: print each command (shell-quoted, one line, prefixed with "+") instead of running it.
+# - PYTHON: the interpreter that launches the jobs (default: the repository's .venv).
+
+DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "${DEPLOY_DIR}/../.." && pwd)"
+export DEPLOY_DIR REPO_ROOT
+
+die() {
+  echo "error: $*" >&2
+  exit 2
+}
+
+if [[ -n "${ENV_FILE:-}" ]]; then
+  [[ -f "${ENV_FILE}" ]] || die "ENV_FILE=${ENV_FILE} does not exist"
+  # shellcheck source=/dev/null
+  source "${ENV_FILE}"
+fi
+
+# require NAME...: every NAME must be set and non-empty.
+require() {
+  local missing=() name
+  for name in "$@"; do
+    [[ -n "${!name:-}" ]] || missing+=("${name}")
+  done
+  if ((${#missing[@]})); then
+    die "missing environment variable(s): ${missing[*]} (documented in deploy/dataflow/00_env.example; set them or pass ENV_FILE=...)"
+  fi
+}
+
+# require_gs NAME...: each value must be a gs:// URL.
+require_gs() {
+  local name
+  for name in "$@"; do
+    [[ "${!name}" == gs://?* ]] || die "${name} must be a gs:// URL, got '${!name}'"
+  done
+}
+
+# check_bucket: BUCKET is a bare bucket name (gs://BUCKET is derived from it).
+check_bucket() {
+  [[ "${BUCKET}" != gs://* && "${BUCKET}" != */* ]] \
+    || die "BUCKET is a bucket name, not a URL or path (got '${BUCKET}'); e.g. BUCKET=my-fineinstructions"
+}
+
+# driver_directive: install-nvidia-driver[:NVIDIA_DRIVER] (NVIDIA_DRIVER empty: the plain directive).
+driver_directive() {
+  if [[ -n "${NVIDIA_DRIVER:-}" ]]; then
+    echo "install-nvidia-driver:${NVIDIA_DRIVER}"
+  else
+    echo "install-nvidia-driver"
+  fi
+}
+
+run() {
+  if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    printf '+'
+    printf ' %q' "$@"
+    printf '\n'
+  else
+    "$@"
+  fi
+}
+
+timestamp() { date -u +%Y%m%d-%H%M%S; }
+
+launcher_python() {
+  local python="${PYTHON:-${REPO_ROOT}/.venv/bin/python}"
+  if [[ "${DRY_RUN:-0}" != 1 && ! -x "${python}" ]] && ! command -v "${python}" >/dev/null; then
+    die "no Python at '${python}': run 'make install' (creates .venv) or set PYTHON to a Python 3.11 with this project installed"
+  fi
+  echo "${python}"
+}
