@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Optional
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 
 from pipeline.steps import count_tokens, load_tokenizer, pair_text
 from pipeline.token_budget import BudgetRollover, select_within_budget
-from transforms.accounting import FILTERED, StageCounters
+from transforms.accounting import FILTERED, NAMESPACE, SEP, StageCounters
 from transforms.records import Filtered
 
 
@@ -20,6 +21,7 @@ class _BudgetFn(beam.DoFn):
     def setup(self):
         self._tok = load_tokenizer(self._tokenizer, self._model)
         self._counters = StageCounters(self._stage)
+        self._documents_with_pairs = Metrics.counter(NAMESPACE, f"{self._stage}{SEP}documents_with_pairs")
 
     def start_bundle(self):
         self._carry = BudgetRollover() if self._rollover else None
@@ -38,6 +40,8 @@ class _BudgetFn(beam.DoFn):
         kept = set(select_within_budget(tokens, granted, f"{self._seed}\x00{doc_id}"))
         if self._carry is not None:
             self._carry.spend(sum(tokens[i] for i in kept), granted)
+        if kept:
+            self._documents_with_pairs.inc()
         for i, draft in enumerate(drafts):
             if i in kept:
                 c.inc_out()

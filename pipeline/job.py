@@ -154,7 +154,7 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipel
     p = create_pipeline(options, pipeline=test_pipeline)
     report, path = run_report.run_and_report("pipeline", p, *stages_and_chain(opts), opts.output,
                                              extra={"templates": opts.templates})
-    print(pairs_summary(opts.output))
+    print(pairs_summary(opts.output, report))
     print(f"\nPairs: {opts.output.rstrip('/')}/pairs/\nRun report: {path}")
     return report
 
@@ -169,12 +169,27 @@ def read_pairs(output: str) -> List[dict]:
     return sorted(rows, key=lambda r: r["pair_id"])
 
 
-def pairs_summary(output: str, examples: int = 3) -> str:
-    """Pair count, documents covered and a few example pairs."""
-    pairs = read_pairs(output)
-    docs = {r["doc_id"] for r in pairs}
-    lines = [f"\nPairs: {len(pairs)} from {len(docs)} documents"]
-    for r in pairs[:examples]:
+def first_pairs(output: str, n: int) -> List[dict]:
+    """The first ``n`` pairs of the first shard (shards are sorted): reads no more than that."""
+    match = FileSystems.match([f"{output.rstrip('/')}/pairs/pairs-*.jsonl"])[0].metadata_list
+    rows: List[dict] = []
+    for meta in sorted(match, key=lambda m: m.path):
+        with FileSystems.open(meta.path) as f:
+            for line in f:
+                if len(rows) == n:
+                    return rows
+                if line.strip():
+                    rows.append(json.loads(line))
+    return rows
+
+
+def pairs_summary(output: str, report: dict, examples: int = 3) -> str:
+    """Pair count and documents covered (from the report's counters) and a few example pairs."""
+    stages = {s["stage"]: s for s in report["stages"]}
+    pairs = stages.get("write", {}).get("out", 0)
+    docs = stages.get("budget", {}).get("other", {}).get("documents_with_pairs", 0)
+    lines = [f"\nPairs: {pairs} from {docs} documents"]
+    for r in first_pairs(output, examples):
         lines.append(f"--- {r['doc_id']} x template {r['template_id'][:12]} (chunk {r['chunk']}, "
                      f"match {r['match_score']:.3f}, judge {r['judge_score']}, excerpts {r['excerpt_share']:.0%})")
         lines.append(f"  template:    {r['template']}")
