@@ -5,8 +5,13 @@ from types import SimpleNamespace
 import pytest
 
 from transforms.generation import GenerationConfig, GenerationFailure, model_handler
-from transforms.vllm_backend import (VLLMGenerationHandler, as_chat, completion_text, parse_vllm_args,
-                                     request_args, server_kwargs)
+from transforms.job_options import parse_vllm_args
+from transforms.openai_backend import completion_text as openai_completion_text
+from transforms.vllm_backend import VLLMGenerationHandler, as_chat, request_args, server_kwargs
+
+
+def completion_text(response):
+    return openai_completion_text(response, chat=True)
 
 
 def config(**kw):

@@ -135,10 +135,8 @@ class _FailedBatch(beam.DoFn):
         self._counters = StageCounters(self._stage)
 
     def process(self, failed):
-        batch, error = failed
-        # Beam's dead-letter form: (batch, (exception type, repr, traceback lines)).
-        exc_type, exc_repr = (error[0], error[1]) if isinstance(error, tuple) else (type(error), repr(error))
-        reason = f"error_{getattr(exc_type, '__name__', exc_type)}"
+        batch, (exc_type, exc_repr, _traceback) = failed  # Beam's dead-letter form
+        reason = f"error_{exc_type.__name__}"
         for key, prompt in batch:
             self._counters.dead(reason)
             _, source = text_and_source(key)

@@ -6,7 +6,7 @@ may be defined by one class only: the flags the two jobs have in common live her
 from __future__ import annotations
 
 import argparse
-from typing import Optional, Type
+from typing import Optional, Sequence, Tuple, Type
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -90,11 +90,21 @@ class GenerationOptions(PipelineOptions):
                        help="transformers: auto (bfloat16 on GPU, float32 on CPU), bfloat16, float16, float32.")
 
 
+def parse_vllm_args(pairs: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
+    """``["max-num-seqs=64", "enforce-eager"]`` -> ``(("max-num-seqs", "64"), ("enforce-eager", ""))``."""
+    out = []
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        key = key.strip().lstrip("-")
+        if not key:
+            raise ValueError(f"--vllm_arg {pair!r}: expected key=value or key")
+        out.append((key, value.strip()))
+    return tuple(out)
+
+
 def generation_config(opts: argparse.Namespace, backend: str, model: str, max_new_tokens: int,
                       json_schema: Optional[dict] = None) -> GenerationConfig:
     """One step's GenerationConfig from the job's flags."""
-    from transforms.vllm_backend import parse_vllm_args
-
     config = GenerationConfig(
         backend=backend, model=model, max_new_tokens=max_new_tokens, temperature=opts.temperature,
         top_p=opts.top_p, batch_size=opts.generation_batch_size, seed=opts.seed,

@@ -9,24 +9,13 @@ only the ``openai`` client, so the job graph builds anywhere.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.ml.inference.vllm_inference import OpenAIChatMessage, VLLMChatModelHandler
 
-from transforms.generation import GenerationConfig, GenerationFailure, Prompt
-
-
-def parse_vllm_args(pairs: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
-    """``["max-num-seqs=64", "enforce-eager"]`` -> ``(("max-num-seqs", "64"), ("enforce-eager", ""))``."""
-    out = []
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        key = key.strip().lstrip("-")
-        if not key:
-            raise ValueError(f"--vllm_arg {pair!r}: expected key=value or key")
-        out.append((key, value.strip()))
-    return tuple(out)
+from transforms.generation import GenerationConfig, Prompt
+from transforms.openai_backend import completion_text  # the same OpenAI response objects
 
 
 def server_kwargs(config: GenerationConfig) -> Dict[str, Optional[str]]:
@@ -54,18 +43,6 @@ def as_chat(prompt: Prompt) -> List[OpenAIChatMessage]:
     return [OpenAIChatMessage(m["role"], m["content"]) for m in prompt]
 
 
-def completion_text(response: Any) -> Union[str, GenerationFailure]:
-    """The first choice's text, or a failure when the server returned nothing usable."""
-    choices = getattr(response, "choices", None) or []
-    if not choices:
-        return GenerationFailure("endpoint_malformed_response", "no choices in the response")
-    message = getattr(choices[0], "message", None)
-    text = getattr(message, "content", None) if message is not None else getattr(choices[0], "text", None)
-    if not text:
-        return GenerationFailure("empty_completion", f"finish_reason={getattr(choices[0], 'finish_reason', None)}")
-    return text
-
-
 class VLLMGenerationHandler(VLLMChatModelHandler):
     """Beam's ``VLLMChatModelHandler`` speaking our ``Prompt -> text | GenerationFailure``."""
 
@@ -79,7 +56,7 @@ class VLLMGenerationHandler(VLLMChatModelHandler):
                       inference_args: Optional[Dict[str, Any]] = None) -> Iterable[PredictionResult]:
         args = {**self._request_args, **(inference_args or {})}
         responses = super().run_inference([as_chat(p) for p in batch], model, args)
-        return [PredictionResult(prompt, completion_text(r.inference), model_id=self._config.model)
+        return [PredictionResult(prompt, completion_text(r.inference, chat=True), model_id=self._config.model)
                 for prompt, r in zip(batch, responses)]
 
     def get_metrics_namespace(self) -> str:
