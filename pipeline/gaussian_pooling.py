@@ -17,6 +17,8 @@ from typing import List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from pipeline.late_chunking import TokenVectors, pack_token_vectors
+
 DEFAULT_K = 5
 DEFAULT_SIGMA = 0.05
 DEFAULT_ALPHA = 1.0
@@ -79,6 +81,7 @@ class WindowedTokens(NamedTuple):
     windows: List[List[int]]
     offsets: List[int]       # start character of every kept token
     num_tokens: int          # tokens in the whole document (before max_document_tokens)
+    ends: List[int] = []     # end character of every kept token
 
 
 def window_document(tokenizer, text: str, window_tokens: int, max_document_tokens: int) -> WindowedTokens:
@@ -90,9 +93,9 @@ def window_document(tokenizer, text: str, window_tokens: int, max_document_token
                     verbose=False)
     ids = list(enc["input_ids"])
     kept = ids[:max_document_tokens]
-    offsets = [int(start) for start, _ in enc["offset_mapping"][:len(kept)]]
+    spans = enc["offset_mapping"][:len(kept)]
     windows = [kept[i:i + window_tokens] for i in range(0, len(kept), window_tokens)]
-    return WindowedTokens(windows, offsets, len(ids))
+    return WindowedTokens(windows, [int(s) for s, _ in spans], len(ids), [int(e) for _, e in spans])
 
 
 def special_token_frame(tokenizer) -> tuple[list[int], list[int]]:
@@ -150,13 +153,18 @@ class DocumentEmbedder:
                 parts.append(row[first:first + len(window)])
         return np.concatenate(parts).astype(np.float32)
 
-    def embed(self, text: str) -> "PooledDocument":
+    def embed(self, text: str, keep_token_vectors: bool = False) -> "PooledDocument":
+        """Pooled vectors; with ``keep_token_vectors`` also the token embeddings themselves, for
+        late chunking downstream (pipeline/late_chunking.py)."""
         windowed = window_document(self.tokenizer, text, self.window_tokens, self.max_document_tokens)
         if not windowed.windows:
             raise ValueError("document has no tokens")
-        vectors = gaussian_pool(self.token_embeddings(windowed), None, self.k, self.sigma, self.alpha)
+        tokens = self.token_embeddings(windowed)
+        vectors = gaussian_pool(tokens, None, self.k, self.sigma, self.alpha)
+        packed = (pack_token_vectors(tokens, list(zip(windowed.offsets, windowed.ends)))
+                  if keep_token_vectors else None)
         return PooledDocument(vectors, windowed.num_tokens, len(windowed.offsets),
-                              chunk_char_centres(windowed.offsets, self.k))
+                              chunk_char_centres(windowed.offsets, self.k), packed)
 
 
 class PooledDocument(NamedTuple):
@@ -164,3 +172,4 @@ class PooledDocument(NamedTuple):
     num_tokens: int            # whole document
     pooled_tokens: int         # min(num_tokens, max_document_tokens)
     chunk_centres: List[int]   # character centre per retrieval vector
+    token_vectors: Optional[TokenVectors] = None

@@ -114,17 +114,18 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
     unique = sized.out | "DedupeDocuments" >> DedupeDocuments()
     embedded = unique.out | "Embed" >> accounted_map(
         "embed", EmbedStep(opts.embedding_model, opts.pooling_k, opts.pooling_sigma, opts.pooling_alpha,
-                           opts.max_document_tokens, opts.embedding_batch_size, opts.budget_tokenizer))
+                           opts.max_document_tokens, opts.embedding_batch_size, opts.budget_tokenizer,
+                           keep_token_vectors=opts.instantiator == "extractive"))
     library = p | "LibraryRef" >> beam.Create([LibraryRef(opts.templates.rstrip("/"), manifest)])
     matched = embedded.out | "Match" >> accounted_map(
         "match", MatchStep(opts.embedding_model, opts.top_k, opts.match_threshold, opts.templates_per_document,
                            opts.tag_distribution, opts.seed),
         beam.pvalue.AsSingleton(library))
-    # Reshuffle documents (not drafts) so work spreads over workers while the drafts of one
-    # document stay together in a bundle: the instantiator reuses that document's embeddings.
-    drafts = (matched.out
-              | "Reshuffle" >> beam.Reshuffle()
-              | "ToPairs" >> beam.FlatMap(_fan_out_counter()))
+    # No reshuffle here: documents were spread over workers by the dedupe's grouping, and
+    # embed -> match -> instantiate stay fused, so the drafts of one document are processed
+    # together and the token embeddings the extractive instantiator late-chunks never leave
+    # the worker (they are dropped when it is done).
+    drafts = matched.out | "ToPairs" >> beam.FlatMap(_fan_out_counter())
     instantiated = drafts | "Instantiate" >> instantiate_step(opts)
     expanded = instantiated["out"] | "ExpandExcerpts" >> accounted_map("expand", expand_step(opts.min_excerpt_ratio))
     judged = expanded.out | "Judge" >> judge_step(opts)

@@ -1,7 +1,9 @@
 """Records that flow through the pipeline job, one NamedTuple per stage boundary."""
 from __future__ import annotations
 
-from typing import List, NamedTuple
+from typing import List, NamedTuple, Optional
+
+from pipeline.late_chunking import TokenVectors
 
 
 class Document(NamedTuple):
@@ -22,6 +24,7 @@ class EmbeddedDocument(NamedTuple):
     vectors: bytes              # float32 [K+1, d], unit norm, row 0 = global
     num_tokens: int             # whole document, embedding tokenizer
     chunk_centres: List[int]    # character centre of each retrieval vector
+    token_vectors: Optional[TokenVectors] = None   # kept for the extractive instantiator only
 
     def accounting_text(self) -> str:
         return self.document.accounting_text()
@@ -53,6 +56,8 @@ class PairDraft(NamedTuple):
     excerpt_spans: List[List[int]] = []   # [start, end) character offsets of each excerpt
     judge_score: int = 0
     judge_reasons: List[str] = []
+    token_vectors: Optional[TokenVectors] = None   # the document's, until instantiation
+    relatedness: Optional[float] = None   # instruction/answer cosine, when the instantiator measured it
 
     @property
     def source(self) -> str:

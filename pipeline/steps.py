@@ -16,6 +16,7 @@ import numpy as np
 from pipeline.excerpts import check_excerpt_share, expand_excerpts
 from pipeline.extractive import DocumentView, ExtractiveConfig, instantiate
 from pipeline.gaussian_pooling import DocumentEmbedder
+from pipeline.late_chunking import LateChunker
 from pipeline.judge import heuristic_score
 from pipeline.match import (LibraryRef, check_library_matches, library_tag_distribution, loaded_library,
                             match_document, parse_tag_distribution)
@@ -43,13 +44,14 @@ class EmbedStep:
     """Document -> EmbeddedDocument (K+1 Gaussian-pooled vectors over the whole document)."""
 
     def __init__(self, model: str, k: int, sigma: float, alpha: float, max_document_tokens: int,
-                 batch_size: int, budget_tokenizer: Optional[str] = None):
+                 batch_size: int, budget_tokenizer: Optional[str] = None, keep_token_vectors: bool = False):
         if k < 1 or sigma <= 0 or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"need pooling_k >= 1, pooling_sigma > 0, 0 <= pooling_alpha <= 1; "
                              f"got {k}, {sigma}, {alpha}")
         self.model, self.k, self.sigma, self.alpha = model, k, sigma, alpha
         self.max_document_tokens, self.batch_size = max_document_tokens, batch_size
         self.budget_tokenizer = budget_tokenizer
+        self.keep_token_vectors = keep_token_vectors
 
     def setup(self):
         self._embedder = DocumentEmbedder(load_embedding_model(self.model), self.k, self.sigma, self.alpha,
@@ -57,9 +59,9 @@ class EmbedStep:
         self._budget_tok = load_tokenizer(self.budget_tokenizer, self.model) if self.budget_tokenizer else None
 
     def __call__(self, doc: Document) -> EmbeddedDocument:
-        pooled = self._embedder.embed(doc.text)
+        pooled = self._embedder.embed(doc.text, self.keep_token_vectors)
         tokens = count_tokens(self._budget_tok, doc.text) if self._budget_tok else pooled.num_tokens
-        return EmbeddedDocument(doc, pooled.vectors.tobytes(), tokens, pooled.chunk_centres)
+        return EmbeddedDocument(doc, pooled.vectors.tobytes(), tokens, pooled.chunk_centres, pooled.token_vectors)
 
 
 class MatchStep:
@@ -96,17 +98,21 @@ def to_drafts(matched) -> List[PairDraft]:
     """One PairDraft per sampled template of a document."""
     edoc, matches = matched
     doc = edoc.document
-    return [PairDraft(doc.doc_id, doc.text, edoc.num_tokens, edoc.chunk_centres[m.chunk], m) for m in matches]
+    return [PairDraft(doc.doc_id, doc.text, edoc.num_tokens, edoc.chunk_centres[m.chunk], m,
+                      token_vectors=edoc.token_vectors) for m in matches]
 
 
 class ExtractiveInstantiateStep:
     """PairDraft -> PairDraft with instruction and excerpt-marked answer; ``null`` is filtered.
 
-    Drafts of one document arrive together (they are fanned out in the same bundle), so the
-    document's sentence and span embeddings are cached for the next few drafts.
+    Sentence and span vectors are late-chunked from the token embeddings the embed stage
+    passed along (dropped from the output). Drafts of one document arrive together (they are
+    fanned out in the same bundle), so the document's view is cached for the next few drafts;
+    tag descriptions recur across documents, so their vectors are cached per process.
     """
 
     CACHE_DOCUMENTS = 4
+    CACHE_DESCRIPTIONS = 50_000
 
     def __init__(self, model: str, cfg: ExtractiveConfig):
         self.model, self.cfg = model, cfg
@@ -115,11 +121,26 @@ class ExtractiveInstantiateStep:
         st = load_embedding_model(self.model)
         self._encode = lambda texts: embed_texts(st, texts, batch_size=64)
         self._views: "OrderedDict[str, DocumentView]" = OrderedDict()
+        self._descriptions: "OrderedDict[str, np.ndarray]" = OrderedDict()
+
+    def _describe(self, descriptions) -> np.ndarray:
+        """Vectors of tag descriptions, each encoded alone (so a cached vector is bitwise the
+        one a fresh encode would give, whatever was encoded before)."""
+        out = []
+        for text in descriptions:
+            vec = self._descriptions.get(text)
+            if vec is None:
+                vec = self._descriptions[text] = self._encode([text])[0]
+                if len(self._descriptions) > self.CACHE_DESCRIPTIONS:
+                    self._descriptions.popitem(last=False)
+            out.append(vec)
+        return np.stack(out)
 
     def _view(self, draft: PairDraft) -> DocumentView:
         view = self._views.get(draft.doc_id)
         if view is None or view.text != draft.document:
-            view = DocumentView(draft.document, self._encode)
+            chunker = LateChunker(draft.token_vectors) if draft.token_vectors is not None else None
+            view = DocumentView(draft.document, self._encode, chunker)
             self._views[draft.doc_id] = view
             while len(self._views) > self.CACHE_DOCUMENTS:
                 self._views.popitem(last=False)
@@ -128,10 +149,11 @@ class ExtractiveInstantiateStep:
 
     def __call__(self, draft: PairDraft) -> PairDraft:
         result = instantiate(draft.match.template, self._view(draft), draft.focus, draft.match.chunk,
-                             self._encode, self.cfg)
+                             self._encode, self.cfg, describe=self._describe)
         if result is None:
             raise Rejected("template_incompatible", "the document cannot fill the template (null)")
-        return draft._replace(instruction=result.instruction, answer=result.answer)
+        return draft._replace(instruction=result.instruction, answer=result.answer, token_vectors=None,
+                              relatedness=round(result.relatedness, 6))
 
 
 def expand_step(min_excerpt_ratio: float):
@@ -153,7 +175,12 @@ def expand_step(min_excerpt_ratio: float):
 
 
 class HeuristicJudgeStep:
-    """PairDraft -> PairDraft with a 1-5 score; below ``min_score`` is filtered."""
+    """PairDraft -> PairDraft with a 1-5 score; below ``min_score`` is filtered.
+
+    Instruction/answer relatedness is the one the instantiator measured when it did (the
+    extractive one chose the answer by it, from vectors it already had); otherwise both
+    texts are embedded here.
+    """
 
     def __init__(self, model: str, min_score: int):
         if not 1 <= min_score <= 5:
@@ -164,8 +191,10 @@ class HeuristicJudgeStep:
         self._st = load_embedding_model(self.model)
 
     def __call__(self, draft: PairDraft) -> PairDraft:
-        vectors = embed_texts(self._st, [draft.instruction, draft.answer])
-        relatedness = float(np.clip(vectors[0] @ vectors[1], -1.0, 1.0))
+        relatedness = draft.relatedness
+        if relatedness is None:  # not measured by the instantiator (a model backend)
+            vectors = embed_texts(self._st, [draft.instruction, draft.answer])
+            relatedness = float(np.clip(vectors[0] @ vectors[1], -1.0, 1.0))
         result = heuristic_score(draft.instruction, draft.answer, draft.excerpt_share, relatedness)
         if result.score < self.min_score:
             raise Rejected("low_judge_score", f"score {result.score} < {self.min_score}: {', '.join(result.reasons)}")

@@ -199,9 +199,9 @@ def test_region_global_and_local():
 def test_instantiate_fills_tag_and_answers_verbatim():
     view = DocumentView(DOC, encode)
     result = instantiate("What is the population of <fi>a city</fi>?", view, focus=0, chunk=0, encode=encode)
-    assert result == Instantiation("What is the population of Lisbon?",
-                                   "<excerpt>The city of Lisbon has about 545,000 residents.</excerpt>",
-                                   ("Lisbon",))
+    answer = "The city of Lisbon has about 545,000 residents."
+    assert result == Instantiation("What is the population of Lisbon?", f"<excerpt>{answer}</excerpt>",
+                                   ("Lisbon",), pytest.approx(float(encode([result.instruction])[0] @ encode([answer])[0])))
     expanded = expand_excerpts(result.answer, DOC)
     assert expanded.text == "The city of Lisbon has about 545,000 residents."
     assert expanded.excerpt_share == 1.0

@@ -7,7 +7,7 @@ import pathlib
 import pytest
 
 from pipeline.job import STAGES, read_pairs, run
-from pipeline.steps import pair_text
+from pipeline.grounding import ungrounded
 from transforms.template_library import load_library
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -39,19 +39,8 @@ def _jsonl(pattern):
 def assert_grounded(pairs, docs, library):
     """Every pair traces to its document and template, excerpts are verbatim, no tag is left."""
     template_ids = set(load_library(str(library)).template_table().column("template_id").to_pylist())
-    for p in pairs:
-        doc = docs[p["doc_id"]]
-        assert p["template_id"] in template_ids
-        assert "<fi>" not in p["instruction"] and "</fi>" not in p["instruction"]
-        assert "<excerpt>" not in p["answer"] and "<...>" not in p["answer"]
-        assert p["excerpt_share"] >= 0.8 and p["judge_score"] >= 4
-        assert p["excerpt_spans"], p
-        covered = 0
-        for start, end in p["excerpt_spans"]:
-            assert doc[start:end] in p["answer"]
-            covered += end - start
-        assert covered / len(p["answer"]) >= 0.8 - 1e-9
-        assert p["text"] == pair_text(p["instruction"], p["answer"])
+    assert pairs
+    assert ungrounded(pairs, docs, template_ids) == {}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +74,9 @@ def test_sample_run_accounts_for_every_document(sample_pairs_run):
 def test_sample_pairs_are_grounded(sample_pairs_run):
     library, out, report = sample_pairs_run
     pairs = read_pairs(str(out))
-    assert len(pairs) >= 30
+    # 32 drafts from 30 documents; templates whose vague tags ("a specific topic") no span of a
+    # short document fits closely are null (docs/benchmarks.md): 22 pairs from 14 documents.
+    assert len(pairs) >= 20 and len({p["doc_id"] for p in pairs}) >= 12
     assert_grounded(pairs, _docs(SAMPLE_DOCS / "*.jsonl"), library)
     parquet = sorted(glob.glob(str(out / "pairs" / "*.parquet")))
     import pyarrow.parquet as pq

@@ -17,7 +17,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.budget import TokenBudget
 from pipeline.records import PairDraft, TemplateMatch
-from pipeline.steps import count_tokens, expand_step, load_tokenizer, pair_id, pair_record, pair_text
+from pipeline.steps import (HeuristicJudgeStep, count_tokens, expand_step, load_tokenizer, pair_id, pair_record,
+                            pair_text)
 from pipeline.token_budget import select_within_budget
 from transforms.accounting import DEAD, FILTERED, NAMESPACE, Rejected, accounted_map
 from transforms.embedding import DEFAULT_EMBEDDING_MODEL
@@ -110,6 +111,23 @@ def test_expand_step_in_accounted_map():
         assert_that(res[FILTERED] | beam.Map(lambda f: (f.stage, f.reason, f.source)),
                     equal_to([("expand", "leftover_tag", "b")]), label="filtered")
         assert_that(res[DEAD], equal_to([]), label="dead")
+
+
+# --- HeuristicJudgeStep -------------------------------------------------------------------
+
+
+def test_judge_uses_the_instantiators_relatedness_and_embeds_otherwise():
+    step = HeuristicJudgeStep(DEFAULT_EMBEDDING_MODEL, min_score=1)
+    step.setup()
+    answer = "The city of Lisbon has about 545,000 residents, more than any other city in Portugal today."
+    embedded = step(draft(answer=answer, excerpt_share=1.0))
+    assert embedded.judge_score == 5 and not embedded.judge_reasons   # related: MiniLM says so
+    given = step(draft(answer=answer, excerpt_share=1.0, relatedness=0.05))
+    assert given.judge_reasons == ["unrelated"] and given.judge_score < 5
+    strict = HeuristicJudgeStep(DEFAULT_EMBEDDING_MODEL, min_score=5)
+    strict.setup()
+    with pytest.raises(Rejected, match="unrelated"):
+        strict(draft(answer=answer, excerpt_share=1.0, relatedness=0.05))
 
 
 # --- pair_text / pair_id / pair_record -----------------------------------------------------

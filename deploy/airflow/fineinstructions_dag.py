@@ -8,7 +8,11 @@ Tasks:
 
 - ``plan_run`` lists the query files (name, size, CRC32C) and hashes them with the mining
   options into a fingerprint; the template library for this query set lives at
-  ``LIBRARY_ROOT/<fingerprint[:16]>``. It also builds every job's pipeline options.
+  ``LIBRARY_ROOT/<fingerprint[:16]>``. It also builds every job's pipeline options: it returns the
+  list of shard options (what ``generate_pairs`` maps over: Airflow maps only over a task's return
+  value) and pushes ``fingerprint``, ``query_objects``, ``library`` and ``mining_options`` as XComs
+  of their own. The fingerprint covers the listing and ``queries``, ``query_text_field``,
+  ``query_format`` and ``mining_args``; no other param changes it.
 - ``library_needs_mining`` short-circuits: when that library's ``manifest.json`` exists (the
   mining job writes it last, so it exists only for a complete library) the query set has not
   changed since it was mined, and ``mine_templates`` is skipped. ``force_mining`` overrides.
@@ -55,7 +59,9 @@ GCP_CONN_ID = os.environ.get("FINEINSTRUCTIONS_GCP_CONN_ID", "google_cloud_defau
 MAX_PARALLEL_SHARDS = int(os.environ.get("FINEINSTRUCTIONS_MAX_PARALLEL_SHARDS", "2"))
 
 # Mining options that change what the library contains (the fingerprint covers them).
-MINING_CONTENT_KEYS = ("queries", "text_field", "query_format", "mining_args")
+MINING_CONTENT_KEYS = ("queries", "query_text_field", "query_format", "mining_args")
+# What plan_run pushes as XComs of their own (its return value is the list of shard options).
+PLAN_XCOM_KEYS = ("fingerprint", "query_objects", "library", "mining_options")
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,6 +194,21 @@ def pipeline_shard_options(p: Dict[str, Any], library: str, fingerprint: str) ->
     return shards
 
 
+def run_plan(p: Dict[str, Any], objects: Sequence[Sequence[Any]]) -> Dict[str, Any]:
+    """Everything plan_run computes from the resolved params and the query objects (name, size, crc32c)."""
+    if not objects:
+        raise ValueError(f"queries {p['queries']!r} match no object")
+    fingerprint = query_set_fingerprint(objects, p)
+    library = library_path(p, fingerprint)
+    return {
+        "fingerprint": fingerprint,
+        "query_objects": len(objects),
+        "library": library,
+        "mining_options": mining_options(p, library, fingerprint),
+        "pipeline_shards": pipeline_shard_options(p, library, fingerprint),
+    }
+
+
 def dataflow_config(job_name: str) -> Dict[str, Any]:
     """Keyword arguments of ``DataflowConfiguration`` (airflow.providers.google.cloud.operators.dataflow).
 
@@ -268,26 +289,24 @@ with DAG(
     },
 ) as dag:
 
-    @task(multiple_outputs=True)
-    def plan_run(**context) -> Dict[str, Any]:
-        """Fingerprint the query set; the library path and every job's options."""
+    @task(multiple_outputs=False)
+    def plan_run(**context) -> List[Dict[str, Any]]:
+        """Fingerprint the query set; push the library path and mining options; return the shards.
+
+        The return value is the list generate_pairs maps over: Airflow maps only over a task's
+        return value, never over one key of a ``multiple_outputs`` task. The rest of the plan goes
+        out as XComs with their own keys (PLAN_XCOM_KEYS).
+        """
         from airflow.providers.google.cloud.hooks.gcs import GCSHook
 
         p = resolved_params(context["params"])
         bucket, glob = split_gcs(p["queries"])
         client = GCSHook(gcp_conn_id=GCP_CONN_ID).get_conn()
         objects = [(b.name, b.size, b.crc32c) for b in client.list_blobs(bucket, match_glob=glob)]
-        if not objects:
-            raise ValueError(f"queries {p['queries']!r} match no object")
-        fingerprint = query_set_fingerprint(objects, p)
-        library = library_path(p, fingerprint)
-        return {
-            "fingerprint": fingerprint,
-            "query_objects": len(objects),
-            "library": library,
-            "mining_options": mining_options(p, library, fingerprint),
-            "pipeline_shards": pipeline_shard_options(p, library, fingerprint),
-        }
+        plan = run_plan(p, objects)
+        for key in PLAN_XCOM_KEYS:
+            context["ti"].xcom_push(key=key, value=plan[key])
+        return plan["pipeline_shards"]
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def library_needs_mining(library: str, **context) -> bool:
@@ -299,7 +318,7 @@ with DAG(
         bucket, prefix = split_gcs(library)
         return not GCSHook(gcp_conn_id=GCP_CONN_ID).exists(bucket, f"{prefix}/manifest.json")
 
-    plan = plan_run()
+    plan = plan_run()  # return value: the shards' options; plan["key"] pulls a PLAN_XCOM_KEYS XCom
     needs_mining = library_needs_mining(plan["library"])
 
     mine_templates = BeamRunPythonPipelineOperator(
@@ -325,6 +344,6 @@ with DAG(
         trigger_rule="none_failed",
         max_active_tis_per_dagrun=MAX_PARALLEL_SHARDS,
         execution_timeout=timedelta(hours=48),
-    ).expand(pipeline_options=plan["pipeline_shards"])
+    ).expand(pipeline_options=plan)
 
     needs_mining >> mine_templates >> generate_pairs

@@ -1,0 +1,52 @@
+"""Checks that a written pair is grounded: what a user verifies before training on the output.
+
+A pair is grounded when it traces to an existing document and template, no ``<fi>`` tag or
+excerpt marker is left, every recorded excerpt span is verbatim in the document and in the
+answer, the spans cover at least ``min_excerpt_ratio`` of the answer, and ``text`` is the
+training text of its instruction and answer. Used by the end-to-end tests and the
+throughput benchmark over the whole shared corpus.
+"""
+from __future__ import annotations
+
+from typing import Collection, Dict, List, Mapping
+
+from pipeline.steps import pair_text
+
+
+def grounding_problems(pair: Mapping, documents: Mapping[str, str], template_ids: Collection[str],
+                       min_excerpt_ratio: float = 0.8, min_score: int = 4) -> List[str]:
+    """The reasons ``pair`` is not grounded (empty when it is)."""
+    problems = []
+    doc = documents.get(pair["doc_id"])
+    if doc is None:
+        return [f"unknown document {pair['doc_id']!r}"]
+    if pair["template_id"] not in template_ids:
+        problems.append(f"unknown template {pair['template_id']!r}")
+    if "<fi>" in pair["instruction"] or "</fi>" in pair["instruction"]:
+        problems.append("leftover <fi> tag")
+    if "<excerpt>" in pair["answer"] or "<...>" in pair["answer"]:
+        problems.append("unexpanded excerpt marker")
+    if pair["excerpt_share"] < min_excerpt_ratio or pair["judge_score"] < min_score:
+        problems.append(f"excerpt share {pair['excerpt_share']} or judge score {pair['judge_score']} below the bar")
+    if not pair["excerpt_spans"]:
+        problems.append("no excerpt span")
+    covered = 0
+    for start, end in pair["excerpt_spans"]:
+        if not 0 <= start < end <= len(doc) or doc[start:end] not in pair["answer"]:
+            problems.append(f"excerpt [{start}, {end}) is not verbatim in the document and the answer")
+        covered += end - start
+    if pair["answer"] and covered / len(pair["answer"]) < min_excerpt_ratio - 1e-9:
+        problems.append(f"excerpt spans cover {covered / len(pair['answer']):.2f} of the answer")
+    if pair["text"] != pair_text(pair["instruction"], pair["answer"]):
+        problems.append("text is not the instruction/answer training text")
+    return problems
+
+
+def ungrounded(pairs, documents: Mapping[str, str], template_ids: Collection[str], **bars) -> Dict[str, List[str]]:
+    """``pair_id -> problems`` for every pair that is not grounded."""
+    out = {}
+    for pair in pairs:
+        problems = grounding_problems(pair, documents, template_ids, **bars)
+        if problems:
+            out[pair["pair_id"]] = problems
+    return out
