@@ -64,11 +64,17 @@ def backend_name(backend: str, model: str) -> str:
     return f"{backend}:{model}" if backend in MODEL_BACKENDS else backend
 
 
+def embedding_device(opts: argparse.Namespace) -> Optional[str]:
+    """``--embedding_device`` as the model cache takes it (None = cuda when visible, else cpu)."""
+    return None if opts.embedding_device == "auto" else opts.embedding_device
+
+
 def instantiate_step(opts: argparse.Namespace) -> beam.PTransform:
     """PairDraft -> instantiated PairDraft on ``--instantiator`` (outputs out, filtered, dead_letters)."""
     if opts.instantiator == "extractive":
         extractive = ExtractiveConfig(opts.min_tag_similarity, opts.min_answer_similarity, opts.max_answer_chars)
-        return accounted_map("instantiate", ExtractiveInstantiateStep(opts.embedding_model, extractive))
+        return accounted_map("instantiate", ExtractiveInstantiateStep(opts.embedding_model, extractive,
+                                                                      embedding_device(opts)))
     config = generation_config(opts, opts.instantiator, opts.instantiator_model, opts.instantiator_max_tokens,
                                INSTANTIATOR_SCHEMA)
     return GenerativeStep("instantiate", instantiator_prompt(opts.instantiator_prompt), parse_instantiation,
@@ -78,7 +84,7 @@ def instantiate_step(opts: argparse.Namespace) -> beam.PTransform:
 def judge_step(opts: argparse.Namespace) -> beam.PTransform:
     """PairDraft -> scored PairDraft on ``--judge``; below ``--min_score`` is filtered."""
     if opts.judge == "heuristic":
-        return accounted_map("judge", HeuristicJudgeStep(opts.embedding_model, opts.min_score))
+        return accounted_map("judge", HeuristicJudgeStep(opts.embedding_model, opts.min_score, embedding_device(opts)))
     config = generation_config(opts, opts.judge, opts.judge_model, opts.judge_max_tokens)
     return GenerativeStep("judge", judge_prompt, judge_parser(opts.min_score), config, opts.accelerator)
 
@@ -115,11 +121,11 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
     embedded = unique.out | "Embed" >> accounted_map(
         "embed", EmbedStep(opts.embedding_model, opts.pooling_k, opts.pooling_sigma, opts.pooling_alpha,
                            opts.max_document_tokens, opts.embedding_batch_size, opts.budget_tokenizer,
-                           keep_token_vectors=opts.instantiator == "extractive"))
+                           keep_token_vectors=opts.instantiator == "extractive", device=embedding_device(opts)))
     library = p | "LibraryRef" >> beam.Create([LibraryRef(opts.templates.rstrip("/"), manifest)])
     matched = embedded.out | "Match" >> accounted_map(
         "match", MatchStep(opts.embedding_model, opts.top_k, opts.match_threshold, opts.templates_per_document,
-                           opts.tag_distribution, opts.seed),
+                           opts.tag_distribution, opts.seed, embedding_device(opts)),
         beam.pvalue.AsSingleton(library))
     # No reshuffle here: documents were spread over workers by the dedupe's grouping, and
     # embed -> match -> instantiate stay fused, so the drafts of one document are processed

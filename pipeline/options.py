@@ -46,6 +46,10 @@ class DocumentPipelineOptions(PipelineOptions):
         e.add_argument("--max_document_tokens", type=int, default=DEFAULT_MAX_DOCUMENT_TOKENS,
                        help="Tokens of each document that are embedded (in model-sized windows); "
                             "later tokens are not pooled.")
+        e.add_argument("--embedding_device", default="auto", choices=("auto", "cpu", "cuda"),
+                       help="Where the embedding model runs in each worker process: 'auto' = cuda when "
+                            "the worker has a GPU. 'cpu' leaves a GPU worker's memory to the model "
+                            "servers (vllm) when every worker has a GPU.")
 
         m = parser.add_argument_group("matching")
         m.add_argument("--top_k", type=int, default=20, help="Templates retrieved per retrieval vector.")

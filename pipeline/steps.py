@@ -27,13 +27,12 @@ from transforms.embedding import embed_texts, load_embedding_model, model_info
 
 
 def load_tokenizer(name: Optional[str], embedding_model: str):
-    """The budget tokenizer: the embedding model's unless a HF tokenizer name/dir is given."""
-    if not name:
-        return load_embedding_model(embedding_model).tokenizer
+    """The budget tokenizer: the embedding model's unless a HF tokenizer name/dir is given (the
+    tokenizer only: counting tokens needs no model on any device)."""
     from transformers import AutoTokenizer
 
     from transforms.embedding import resolve_model
-    return AutoTokenizer.from_pretrained(resolve_model(name))
+    return AutoTokenizer.from_pretrained(resolve_model(name or embedding_model))
 
 
 def count_tokens(tokenizer, text: str) -> int:
@@ -44,17 +43,18 @@ class EmbedStep:
     """Document -> EmbeddedDocument (K+1 Gaussian-pooled vectors over the whole document)."""
 
     def __init__(self, model: str, k: int, sigma: float, alpha: float, max_document_tokens: int,
-                 batch_size: int, budget_tokenizer: Optional[str] = None, keep_token_vectors: bool = False):
+                 batch_size: int, budget_tokenizer: Optional[str] = None, keep_token_vectors: bool = False,
+                 device: Optional[str] = None):
         if k < 1 or sigma <= 0 or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"need pooling_k >= 1, pooling_sigma > 0, 0 <= pooling_alpha <= 1; "
                              f"got {k}, {sigma}, {alpha}")
         self.model, self.k, self.sigma, self.alpha = model, k, sigma, alpha
         self.max_document_tokens, self.batch_size = max_document_tokens, batch_size
         self.budget_tokenizer = budget_tokenizer
-        self.keep_token_vectors = keep_token_vectors
+        self.keep_token_vectors, self.device = keep_token_vectors, device
 
     def setup(self):
-        self._embedder = DocumentEmbedder(load_embedding_model(self.model), self.k, self.sigma, self.alpha,
+        self._embedder = DocumentEmbedder(load_embedding_model(self.model, self.device), self.k, self.sigma, self.alpha,
                                           self.max_document_tokens, self.batch_size)
         self._budget_tok = load_tokenizer(self.budget_tokenizer, self.model) if self.budget_tokenizer else None
 
@@ -68,16 +68,17 @@ class MatchStep:
     """(EmbeddedDocument, LibraryRef) -> (EmbeddedDocument, [TemplateMatch]) sampled templates."""
 
     def __init__(self, model: str, top_k: int, threshold: float, templates_per_document: int,
-                 tag_distribution: str, seed: int):
+                 tag_distribution: str, seed: int, device: Optional[str] = None):
         if top_k < 1 or templates_per_document < 1:
             raise ValueError("top_k and templates_per_document must be >= 1")
         if tag_distribution != "library":
             parse_tag_distribution(tag_distribution)  # fail at construction, not on a worker
         self.model, self.top_k, self.threshold = model, top_k, threshold
         self.n, self.tag_distribution, self.seed = templates_per_document, tag_distribution, seed
+        self.device = device
 
     def setup(self):
-        self._info = model_info(load_embedding_model(self.model))
+        self._info = model_info(load_embedding_model(self.model, self.device))
         self._dist: Dict[str, Dict[int, float]] = {}
 
     def __call__(self, edoc: EmbeddedDocument, ref: LibraryRef):
@@ -114,11 +115,11 @@ class ExtractiveInstantiateStep:
     CACHE_DOCUMENTS = 4
     CACHE_DESCRIPTIONS = 50_000
 
-    def __init__(self, model: str, cfg: ExtractiveConfig):
-        self.model, self.cfg = model, cfg
+    def __init__(self, model: str, cfg: ExtractiveConfig, device: Optional[str] = None):
+        self.model, self.cfg, self.device = model, cfg, device
 
     def setup(self):
-        st = load_embedding_model(self.model)
+        st = load_embedding_model(self.model, self.device)
         self._encode = lambda texts: embed_texts(st, texts, batch_size=64)
         self._views: "OrderedDict[str, DocumentView]" = OrderedDict()
         self._descriptions: "OrderedDict[str, np.ndarray]" = OrderedDict()
@@ -182,13 +183,13 @@ class HeuristicJudgeStep:
     texts are embedded here.
     """
 
-    def __init__(self, model: str, min_score: int):
+    def __init__(self, model: str, min_score: int, device: Optional[str] = None):
         if not 1 <= min_score <= 5:
             raise ValueError(f"--min_score must be 1..5, got {min_score}")
-        self.model, self.min_score = model, min_score
+        self.model, self.min_score, self.device = model, min_score, device
 
     def setup(self):
-        self._st = load_embedding_model(self.model)
+        self._st = load_embedding_model(self.model, self.device)
 
     def __call__(self, draft: PairDraft) -> PairDraft:
         relatedness = draft.relatedness

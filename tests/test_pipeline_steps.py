@@ -113,6 +113,28 @@ def test_expand_step_in_accounted_map():
         assert_that(res[DEAD], equal_to([]), label="dead")
 
 
+# --- --embedding_device ------------------------------------------------------------------
+
+
+def test_embedding_device_flag_reaches_every_model_load(monkeypatch):
+    import argparse
+
+    import pipeline.steps as steps_module
+    from pipeline.job import embedding_device
+    from pipeline.steps import EmbedStep, ExtractiveInstantiateStep, MatchStep
+    assert embedding_device(argparse.Namespace(embedding_device="auto")) is None
+    assert embedding_device(argparse.Namespace(embedding_device="cpu")) == "cpu"
+    loads, real = [], steps_module.load_embedding_model
+    monkeypatch.setattr(steps_module, "load_embedding_model",
+                        lambda name, device=None: loads.append(device) or real(name, device))
+    for step in (EmbedStep(DEFAULT_EMBEDDING_MODEL, 5, 0.05, 1.0, 512, 8, device="cpu"),
+                 MatchStep(DEFAULT_EMBEDDING_MODEL, 5, 0.3, 2, "library", 1, device="cpu"),
+                 ExtractiveInstantiateStep(DEFAULT_EMBEDDING_MODEL, None, device="cpu"),
+                 HeuristicJudgeStep(DEFAULT_EMBEDDING_MODEL, 4, device="cpu")):
+        step.setup()
+    assert loads == ["cpu"] * 4
+
+
 # --- HeuristicJudgeStep -------------------------------------------------------------------
 
 

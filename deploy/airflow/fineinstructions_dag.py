@@ -174,6 +174,8 @@ def pipeline_shard_options(p: Dict[str, Any], library: str, fingerprint: str) ->
         "instantiator": p.get("instantiator") or "vllm",
         "judge": p.get("judge") or "vllm",
         "vllm_arg": list(p.get("vllm_args") or []),
+        # The embedding model on the CPU: the GPU's memory belongs to the vLLM servers.
+        "embedding_device": "cpu",
     }
     if p.get("gpu_placement", "all_workers") == "all_workers":
         common["dataflow_service_options"] = [f"worker_accelerator={accelerator_spec(p, False)}"]
