@@ -57,6 +57,29 @@ def test_beam_builds_the_server_command_from_our_flags(monkeypatch):
     assert "--enforce-eager" in cmd and cmd[cmd.index("--seed") + 1] == "7"
 
 
+def test_gs_model_dir_is_copied_locally_and_served_under_its_name(monkeypatch, tmp_path):
+    from apache_beam.ml.inference import vllm_inference
+
+    from transforms import remote_dirs
+
+    launched, copied = {}, []
+
+    def fake_start(cmd):
+        launched["cmd"] = cmd
+        raise RuntimeError("no GPU here")
+
+    monkeypatch.setattr(remote_dirs, "cached_local_copy", lambda src: copied.append(src) or str(tmp_path))
+    monkeypatch.setattr(vllm_inference, "start_process", fake_start)
+    handler = model_handler(config(model="gs://bucket/models/instantiator"))
+    with pytest.raises(RuntimeError):
+        handler.load_model()
+    cmd = launched["cmd"]
+    assert copied == ["gs://bucket/models/instantiator"]
+    assert cmd[cmd.index("--model") + 1] == str(tmp_path)
+    assert cmd[cmd.index("--served-model-name") + 1] == "gs://bucket/models/instantiator"
+    assert handler._model_name == "gs://bucket/models/instantiator"  # what each request names
+
+
 def test_request_args_carry_sampling_and_structured_output():
     args = request_args(config(max_new_tokens=300, temperature=0.5, top_p=0.9))
     assert args == {"max_tokens": 300, "temperature": 0.5, "top_p": 0.9, "seed": 7}

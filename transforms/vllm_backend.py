@@ -26,6 +26,11 @@ def server_kwargs(config: GenerationConfig) -> Dict[str, Optional[str]]:
     return kwargs
 
 
+def is_remote(model: str) -> bool:
+    """A model directory on a Beam filesystem (``gs://...``) rather than a local path or hub name."""
+    return "://" in model
+
+
 def request_args(config: GenerationConfig) -> Dict[str, Any]:
     """Per-request arguments: sampling, seed, and structured JSON output when a schema is set."""
     args: Dict[str, Any] = {"max_tokens": config.max_new_tokens, "temperature": config.temperature,
@@ -47,10 +52,26 @@ class VLLMGenerationHandler(VLLMChatModelHandler):
     """Beam's ``VLLMChatModelHandler`` speaking our ``Prompt -> text | GenerationFailure``."""
 
     def __init__(self, config: GenerationConfig):
-        super().__init__(config.model, vllm_server_kwargs=server_kwargs(config),
+        kwargs = server_kwargs(config)
+        if is_remote(config.model):  # requests name the model as configured
+            kwargs.setdefault("served-model-name", config.model)
+        super().__init__(config.model, vllm_server_kwargs=kwargs,
                          min_batch_size=config.batch_size, max_batch_size=config.batch_size)
         self._config = config
         self._request_args = request_args(config)
+
+    def load_model(self):
+        """Beam's server, started on a local copy of a ``gs://`` model directory (vLLM reads
+        local directories and hub names only); it serves it under the configured name."""
+        if not is_remote(self._config.model):
+            return super().load_model()
+        from transforms.remote_dirs import cached_local_copy
+
+        self._model_name = cached_local_copy(self._config.model)
+        try:
+            return super().load_model()
+        finally:
+            self._model_name = self._config.model
 
     def run_inference(self, batch: Sequence[Prompt], model,
                       inference_args: Optional[Dict[str, Any]] = None) -> Iterable[PredictionResult]:
