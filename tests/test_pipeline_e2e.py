@@ -111,8 +111,8 @@ def test_200_wikipedia_articles(real_library, shared_data, tmp_path):
     lines = lines[:200]
     (docs_dir / "articles.jsonl").write_text("".join(lines), encoding="utf-8")
     out = tmp_path / "out"
-    # 3 templates per document instead of 6 keeps this test's time in CI's budget (the
-    # extractive instantiator dominates); the full default run is benchmarks/pipeline_throughput.py.
+    # 3 templates per document instead of 6 keeps this test's time in CI's budget; the full
+    # default run over all 1,534 articles is benchmarks/pipeline_throughput.py (docs/benchmarks.md).
     report = run(["--documents", str(docs_dir / "*.jsonl"), "--templates", str(library), "--output", str(out),
                   "--templates_per_document", "3"])
     assert report["conservation_ok"], report
