@@ -76,7 +76,7 @@ def instantiate_step(opts: argparse.Namespace) -> beam.PTransform:
         return accounted_map("instantiate", ExtractiveInstantiateStep(opts.embedding_model, extractive,
                                                                       embedding_device(opts)))
     config = generation_config(opts, opts.instantiator, opts.instantiator_model, opts.instantiator_max_tokens,
-                               INSTANTIATOR_SCHEMA)
+                               INSTANTIATOR_SCHEMA, opts.instantiator_vllm_arg)
     return GenerativeStep("instantiate", instantiator_prompt(opts.instantiator_prompt), parse_instantiation,
                           config, opts.accelerator)
 
@@ -85,7 +85,8 @@ def judge_step(opts: argparse.Namespace) -> beam.PTransform:
     """PairDraft -> scored PairDraft on ``--judge``; below ``--min_score`` is filtered."""
     if opts.judge == "heuristic":
         return accounted_map("judge", HeuristicJudgeStep(opts.embedding_model, opts.min_score, embedding_device(opts)))
-    config = generation_config(opts, opts.judge, opts.judge_model, opts.judge_max_tokens)
+    config = generation_config(opts, opts.judge, opts.judge_model, opts.judge_max_tokens,
+                               step_vllm_args=opts.judge_vllm_arg)
     return GenerativeStep("judge", judge_prompt, judge_parser(opts.min_score), config, opts.accelerator)
 
 

@@ -73,6 +73,9 @@ class DocumentPipelineOptions(PipelineOptions):
                             "name for openai).")
         g.add_argument("--instantiator_max_tokens", type=int, default=1024,
                        help="Model backends: most tokens generated per (document, template).")
+        g.add_argument("--instantiator_vllm_arg", action="append", default=[],
+                       help="vllm: a server flag for the instantiator's server only, after --vllm_arg "
+                            "(repeatable), e.g. max-model-len=16384 (its prompt holds the whole document).")
         g.add_argument("--instantiator_prompt", choices=INSTANTIATOR_PROMPTS, default="json",
                        help="Model backends: 'json' sends the user message {instruction_template, document} "
                             "alone (as the released model is fed); 'json_with_instructions' adds the "
@@ -93,6 +96,9 @@ class DocumentPipelineOptions(PipelineOptions):
                        help="Model backends: the judge (hub name, local or gs:// dir; served name for openai).")
         g.add_argument("--judge_max_tokens", type=int, default=512,
                        help="Model backends: most tokens generated per judgement (feedback, then score).")
+        g.add_argument("--judge_vllm_arg", action="append", default=[],
+                       help="vllm: a server flag for the judge's server only, after --vllm_arg (repeatable), "
+                            "e.g. max-model-len=4096 (its prompt holds one instruction and answer).")
         g.add_argument("--min_score", type=int, default=4, help="Keep pairs the judge scores at least this.")
         g.add_argument("--budget_tokenizer", default=None,
                        help="Tokenizer counting tokens for the per-document budget (HF name or dir; "

@@ -314,7 +314,10 @@ def test_generate_pairs_runs_pipeline_per_shard_on_gpu_workers(probe):
         assert flags["machine_type"] == "g2-standard-8"
         assert flags["accelerator"] is None  # all_workers: no resource hint beside the service option
         assert flags["instantiator"] == "vllm" and flags["judge"] == "vllm"
-        assert flags["vllm_arg"] == ["gpu-memory-utilization=0.45", "max-model-len=16384"]
+        assert flags["vllm_arg"] == ["gpu-memory-utilization=0.45"]
+        assert flags["instantiator_vllm_arg"] == ["max-model-len=16384"]
+        assert flags["judge_vllm_arg"] == ["max-model-len=4096"]
+        assert flags["embedding_device"] == "cpu"
         assert flags["max_num_workers"] == 10 and flags["disk_size_gb"] == 150
         assert flags["project"] == "fi-test-project" and flags["region"] == "us-central1"
         assert flags["service_account_email"] == SERVICE_ACCOUNT

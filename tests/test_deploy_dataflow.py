@@ -114,6 +114,8 @@ def test_pipeline_command_sets_exactly_one_gpu_placement(placement):
     assert module == "pipeline" and one(flags, "--runner") == "DataflowRunner"
     assert one(flags, "--sdk_location") == "container" and "--setup_file" not in flags
     assert one(flags, "--embedding_device") == "cpu"   # the GPU's memory is the vLLM servers'
+    assert one(flags, "--instantiator_vllm_arg") == "max-model-len=16384"   # a whole document per prompt
+    assert one(flags, "--judge_vllm_arg") == "max-model-len=4096"           # one pair per prompt
     if placement == "all_workers":
         assert flags["--dataflow_service_options"] == [GPU_SERVICE_OPTION] and "--accelerator" not in flags
         assert one(flags, "--machine_type") == "g2-standard-8"

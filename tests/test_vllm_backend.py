@@ -80,6 +80,19 @@ def test_gs_model_dir_is_copied_locally_and_served_under_its_name(monkeypatch, t
     assert handler._model_name == "gs://bucket/models/instantiator"  # what each request names
 
 
+def test_a_steps_own_server_flags_follow_and_override_the_shared_ones():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.options import DocumentPipelineOptions
+    from transforms.job_options import generation_config, job_flags
+    opts = job_flags(PipelineOptions(["--vllm_arg", "max-model-len=8192", "--vllm_arg", "enforce-eager",
+                                      "--judge_vllm_arg", "max-model-len=4096"]), DocumentPipelineOptions)
+    judge = server_kwargs(generation_config(opts, "vllm", "m", 16, step_vllm_args=opts.judge_vllm_arg))
+    instantiator = server_kwargs(generation_config(opts, "vllm", "m", 16, step_vllm_args=opts.instantiator_vllm_arg))
+    assert judge["max-model-len"] == "4096" and instantiator["max-model-len"] == "8192"
+    assert "enforce-eager" in judge and "enforce-eager" in instantiator
+
+
 def test_request_args_carry_sampling_and_structured_output():
     args = request_args(config(max_new_tokens=300, temperature=0.5, top_p=0.9))
     assert args == {"max_tokens": 300, "temperature": 0.5, "top_p": 0.9, "seed": 7}

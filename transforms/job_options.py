@@ -103,15 +103,16 @@ def parse_vllm_args(pairs: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
 
 
 def generation_config(opts: argparse.Namespace, backend: str, model: str, max_new_tokens: int,
-                      json_schema: Optional[dict] = None) -> GenerationConfig:
-    """One step's GenerationConfig from the job's flags."""
+                      json_schema: Optional[dict] = None, step_vllm_args: Sequence[str] = ()) -> GenerationConfig:
+    """One step's GenerationConfig from the job's flags; ``step_vllm_args`` (the step's own
+    server flags) come after the shared ``--vllm_arg`` ones, so they win."""
     config = GenerationConfig(
         backend=backend, model=model, max_new_tokens=max_new_tokens, temperature=opts.temperature,
         top_p=opts.top_p, batch_size=opts.generation_batch_size, seed=opts.seed,
         json_schema=json_schema if opts.structured_output else None,
         base_url=opts.openai_base_url, api_key_env=opts.openai_api_key_env,
         max_concurrency=opts.openai_max_concurrency, timeout_s=opts.openai_timeout_s,
-        max_retries=opts.openai_max_retries, vllm_args=parse_vllm_args(opts.vllm_arg),
+        max_retries=opts.openai_max_retries, vllm_args=parse_vllm_args([*opts.vllm_arg, *step_vllm_args]),
         device=opts.transformers_device, dtype=opts.transformers_dtype)
     config.validate()
     return config

@@ -174,6 +174,8 @@ def pipeline_shard_options(p: Dict[str, Any], library: str, fingerprint: str) ->
         "instantiator": p.get("instantiator") or "vllm",
         "judge": p.get("judge") or "vllm",
         "vllm_arg": list(p.get("vllm_args") or []),
+        "instantiator_vllm_arg": list(p.get("instantiator_vllm_args") or []),
+        "judge_vllm_arg": list(p.get("judge_vllm_args") or []),
         # The embedding model on the CPU: the GPU's memory belongs to the vLLM servers.
         "embedding_device": "cpu",
     }
@@ -282,8 +284,12 @@ with DAG(
         "disk_size_gb": Param(150, type="integer", minimum=50),
         "instantiator": Param("vllm", enum=["extractive", "vllm", "openai", "transformers"]),
         "judge": Param("vllm", enum=["heuristic", "vllm", "openai", "transformers"]),
-        "vllm_args": Param(["gpu-memory-utilization=0.45", "max-model-len=16384"], type="array",
-                           items={"type": "string"}, description="--vllm_arg values (each vLLM step starts its own server)."),
+        "vllm_args": Param(["gpu-memory-utilization=0.45"], type="array", items={"type": "string"},
+                           description="--vllm_arg values, for every vLLM server (each vLLM step starts its own)."),
+        "instantiator_vllm_args": Param(["max-model-len=16384"], type="array", items={"type": "string"},
+                                        description="--instantiator_vllm_arg values (its prompt holds a whole document)."),
+        "judge_vllm_args": Param(["max-model-len=4096"], type="array", items={"type": "string"},
+                                 description="--judge_vllm_arg values (its prompt holds one instruction and answer)."),
         "pipeline_args": Param({}, type="object", description="Extra pipeline flags, e.g. {\"templates_per_document\": 6}."),
         "service_account": Param("", type="string", description="Worker service account (empty: the default)."),
         "subnetwork": Param("", type="string", description="regions/R/subnetworks/S; with it workers get no public IPs."),

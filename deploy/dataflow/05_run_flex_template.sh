@@ -10,7 +10,8 @@
 # image, the GPU) in --additional-pipeline-options. Lists use gcloud's alternate delimiter (^~^)
 # because values contain ";" and "=" (and tag distributions contain ",").
 # Placement is all_workers only (the worker_accelerator service option): a template parameter
-# carries one --vllm_arg, and right fitting would need the accelerator parameter instead.
+# carries one value (one --vllm_arg, one per step), and right fitting would need the accelerator
+# parameter instead.
 # A Flex Template run writes no OUTPUT/report.json (flex_template_main.py does not wait for the job).
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
@@ -29,6 +30,8 @@ parameters="^~^documents=${DOCUMENTS}~templates=${LIBRARY}~output=${OUTPUT}"
 parameters+="~instantiator=${INSTANTIATOR:-vllm}~judge=${JUDGE:-vllm}"
 parameters+="~vllm_arg=gpu-memory-utilization=${VLLM_GPU_MEMORY_UTILIZATION:-0.45}"
 parameters+="~embedding_device=${EMBEDDING_DEVICE:-cpu}"
+parameters+="~instantiator_vllm_arg=max-model-len=${VLLM_MAX_MODEL_LEN:-16384}"
+parameters+="~judge_vllm_arg=max-model-len=${JUDGE_VLLM_MAX_MODEL_LEN:-4096}"
 options="^~^sdk_container_image=${IMAGE}~sdk_location=container"
 options+="~dataflow_service_options=worker_accelerator=type:${GPU_TYPE:-nvidia-l4};count:${GPU_COUNT:-1};$(driver_directive)"
 options+="~disk_size_gb=${DISK_SIZE_GB:-150}"
