@@ -230,10 +230,11 @@ def fill_tags(template: str, view: DocumentView, lo: int, hi: int, focus: int, e
     fit = span_vecs @ _region_vector(view, lo, hi, focus)   # [region spans]
     # A span that repeats the description's own words names the category, not an instance
     # ("a US state" -> "U.S. state"): never a fill.
+    span_stems = [_content_stems(t) for t in span_texts]
     eligible = []
     for d, desc in enumerate(descriptions):
         stems = _content_stems(desc)
-        pool = [j for j in range(len(idx)) if not (_content_stems(span_texts[j]) & stems)]
+        pool = [j for j in range(len(idx)) if not (span_stems[j] & stems)]
         eligible.append(sorted(pool, key=lambda j: (-coarse[d, j], j))[:SHORTLIST])
     short = sorted({j for pool in eligible for j in pool})
     if not short:
