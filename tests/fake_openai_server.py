@@ -6,7 +6,8 @@ depends on words in its prompt (the last user message, or the completion prompt)
 
 - ``RATE_LIMIT_ONCE``: 429 the first time that exact prompt is seen (``Retry-After`` from
   ``RETRY_AFTER=<s>`` in the prompt, else 0), then success;
-- ``ALWAYS_500``: always 500;  ``SLOW``: sleeps ``--slow-s`` before answering;
+- ``ALWAYS_500``: always 500;  ``TOO_LONG``: 400 as vLLM rejects a prompt over max-model-len;
+- ``SLOW``: sleeps ``--slow-s`` before answering;
 - ``HOLD``: sleeps 0.3 s before answering (to overlap concurrent requests);
 - ``MALFORMED``: 200 with a JSON content type but a body that is not JSON;
 - ``HTML_BODY``: 200 with an HTML content type and body;
@@ -148,6 +149,10 @@ class Handler(BaseHTTPRequestHandler):
                                    headers=[("Retry-After", wait.group(1) if wait else "0")])
         if "ALWAYS_500" in prompt:
             return self._send_json(500, {"error": {"message": "internal error", "type": "server_error"}})
+        if "TOO_LONG" in prompt:
+            return self._send_json(400, {"object": "error", "type": "BadRequestError", "code": 400, "message":
+                                         "This model's maximum context length is 16384 tokens. However, you "
+                                         "requested 17410 tokens (16386 in the messages, 1024 in the completion)."})
         if "MALFORMED" in prompt:
             return self._send(200, b"<html>this is not JSON{")
         if "HTML_BODY" in prompt:

@@ -1,5 +1,7 @@
 """The vllm backend: construction, server command line and request arguments (vLLM itself runs
 only on GPU workers; the response path is exercised against the fake OpenAI server)."""
+import json
+import urllib.request
 from types import SimpleNamespace
 
 import pytest
@@ -7,7 +9,7 @@ import pytest
 from transforms.generation import GenerationConfig, GenerationFailure, model_handler
 from transforms.job_options import parse_vllm_args
 from transforms.openai_backend import completion_text as openai_completion_text
-from transforms.vllm_backend import VLLMGenerationHandler, as_chat, request_args, server_kwargs
+from transforms.vllm_backend import VLLMGenerationHandler, as_messages, request_args, server_kwargs
 
 
 def completion_text(response):
@@ -101,14 +103,60 @@ def test_request_args_carry_sampling_and_structured_output():
 
 
 def test_prompts_and_responses_translate():
-    chat = as_chat([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])
-    assert [(m.role, m.content) for m in chat] == [("system", "s"), ("user", "u")]
-    assert [(m.role, m.content) for m in as_chat("plain")] == [("user", "plain")]
+    chat = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    assert as_messages(chat) == chat
+    assert as_messages("plain") == [{"role": "user", "content": "plain"}]
     ok = SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content='{"a": 1}'), finish_reason="stop")])
     assert completion_text(ok) == '{"a": 1}'
     empty = SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=""), finish_reason="length")])
     assert completion_text(empty) == GenerationFailure("empty_completion", "finish_reason=length")
     assert completion_text(SimpleNamespace(choices=[])).reason == "endpoint_malformed_response"
+
+
+class StubServer:
+    """Beam's ``_VLLMModelServer`` as the handler sees it: a port, and a connectivity check."""
+
+    def __init__(self, port: int):
+        self.port, self.checks = port, 0
+
+    def get_server_port(self) -> int:
+        return self.port
+
+    def check_connectivity(self):
+        self.checks += 1
+
+
+def test_a_prompt_the_server_rejects_is_its_own_dead_letter_not_its_batchs(fake_openai_url):
+    # A prompt over max-model-len gets HTTP 400 from vLLM; Beam's own handler would raise and
+    # RunInference would dead-letter all 3 prompts of the batch.
+    server = StubServer(int(fake_openai_url.rsplit(":", 1)[1].split("/")[0]))
+    handler = VLLMGenerationHandler(config(model="served-name", batch_size=3, max_new_tokens=64))
+    batch = ["first", [{"role": "system", "content": "s"}, {"role": "user", "content": "TOO_LONG doc"}],
+             [{"role": "user", "content": "third"}]]
+    first, rejected, third = handler.run_inference(batch, server)
+    assert [first.inference, third.inference] == ['{"echo": "first"}', '{"echo": "third"}']
+    assert [first.example, rejected.example, third.example] == batch
+    assert rejected.inference.reason == "endpoint_http_400"
+    assert "maximum context length is 16384 tokens" in rejected.inference.detail
+    assert server.checks == 0  # the server is fine: no connectivity check, no restart
+    sent = [r["body"] for r in json.load(urllib.request.urlopen(fake_openai_url.rsplit("/v1", 1)[0] + "/_log"))
+            ["requests"] if r["prompt"] in ("first", "TOO_LONG doc", "third")]
+    assert len(sent) == 3
+    assert {(b["model"], b["max_tokens"], b["seed"]) for b in sent} == {("served-name", 64, 7)}
+
+
+def test_an_unreachable_server_fails_the_batch_after_beams_connectivity_check():
+    import socket
+
+    import openai
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = StubServer(port)
+    with pytest.raises(openai.APIConnectionError):
+        VLLMGenerationHandler(config(batch_size=2)).run_inference(["a", "b"], server)
+    assert server.checks == 1
 
 
 def test_unknown_backend_and_bad_settings_fail_fast():

@@ -82,6 +82,15 @@ def usage_tokens(response: Any) -> Tuple[int, int]:
     return tuple(n if isinstance(n, int) else 0 for n in counts)  # type: ignore[return-value]
 
 
+def count_usage(response: Any) -> None:
+    """Adds a response's token usage to the job's counters. Call it on the thread running the
+    DoFn: Beam metrics are scoped to that thread."""
+    prompt_tokens, completion_tokens = usage_tokens(response)
+    if prompt_tokens or completion_tokens:
+        _PROMPT_TOKENS.inc(prompt_tokens)
+        _COMPLETION_TOKENS.inc(completion_tokens)
+
+
 class OpenAICompatibleHandler(ModelHandler[Prompt, Union[str, GenerationFailure], Any]):
     """Generates with an OpenAI-compatible HTTP endpoint; the loaded "model" is the client.
 
@@ -152,8 +161,7 @@ class OpenAICompatibleHandler(ModelHandler[Prompt, Union[str, GenerationFailure]
         """One ``PredictionResult`` per prompt, in input order, at most ``max_concurrency`` in flight.
 
         The bound holds per batch (one RunInference call), i.e. per DoFn thread of a worker.
-        Token counters are incremented here, on the calling thread, because Beam metrics are
-        scoped to the thread running the DoFn.
+        Token counters are incremented here, on the calling thread (see :func:`count_usage`).
         """
         args = dict(inference_args or {})
         workers = max(1, min(self._config.max_concurrency, len(batch)))
@@ -161,10 +169,7 @@ class OpenAICompatibleHandler(ModelHandler[Prompt, Union[str, GenerationFailure]
             outcomes = list(pool.map(lambda p: self._generate_one(model, p, args), batch))
         results = []
         for prompt, (inference, response) in zip(batch, outcomes):
-            prompt_tokens, completion_tokens = usage_tokens(response)
-            if prompt_tokens or completion_tokens:
-                _PROMPT_TOKENS.inc(prompt_tokens)
-                _COMPLETION_TOKENS.inc(completion_tokens)
+            count_usage(response)
             results.append(PredictionResult(prompt, inference, model_id=self._config.model))
         return results
 

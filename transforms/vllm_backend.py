@@ -1,21 +1,26 @@
 """The ``vllm`` backend: Beam's vLLM chat handler, which starts one vLLM OpenAI-compatible
-server per worker (shared by the worker's processes) and sends it each batch concurrently.
+server per worker (shared by the worker's processes); each batch is sent to it concurrently.
 
 We only translate: our prompts to Beam's chat messages, our flags to the server's command line
 (``--vllm_arg max-num-seqs=64`` -> ``--max-num-seqs 64``) and to request arguments (sampling,
-seed, structured JSON output), and the server's response to text. vLLM itself is installed
+seed, structured JSON output), and the server's response to text. One thing is ours: a prompt
+the server rejects (HTTP 400 for a prompt longer than ``max-model-len``) becomes that prompt's
+dead letter, where Beam's handler would fail, and dead-letter, its whole batch. vLLM itself is installed
 only on GPU workers (the ``gpu`` extra, or the worker image): constructing the handler needs
 only the ``openai`` client, so the job graph builds anywhere.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+import asyncio
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
+import openai
 from apache_beam.ml.inference.base import PredictionResult
-from apache_beam.ml.inference.vllm_inference import OpenAIChatMessage, VLLMChatModelHandler
+from apache_beam.ml.inference.vllm_inference import VLLMChatModelHandler, getAsyncVLLMClient
 
-from transforms.generation import GenerationConfig, Prompt
-from transforms.openai_backend import completion_text  # the same OpenAI response objects
+from transforms.generation import GenerationConfig, GenerationFailure, Prompt
+# The same OpenAI response objects and client exceptions as the openai backend.
+from transforms.openai_backend import completion_text, count_usage, failure_from_exception
 
 
 def server_kwargs(config: GenerationConfig) -> Dict[str, Optional[str]]:
@@ -41,11 +46,22 @@ def request_args(config: GenerationConfig) -> Dict[str, Any]:
     return args
 
 
-def as_chat(prompt: Prompt) -> List[OpenAIChatMessage]:
-    """Our prompt as Beam's chat messages; a bare string is one user message."""
+def as_messages(prompt: Prompt) -> List[Dict[str, str]]:
+    """Our prompt as chat messages; a bare string is one user message."""
     if isinstance(prompt, str):
-        return [OpenAIChatMessage("user", prompt)]
-    return [OpenAIChatMessage(m["role"], m["content"]) for m in prompt]
+        return [{"role": "user", "content": prompt}]
+    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+
+
+def _prompt_failure(exc: BaseException) -> bool:
+    """The server answered this one request with an error (e.g. 400: prompt over max-model-len)."""
+    return isinstance(exc, (openai.APIStatusError, openai.APIResponseValidationError))
+
+
+def _as_text(outcome: Any) -> Union[str, GenerationFailure]:
+    if isinstance(outcome, BaseException):
+        return failure_from_exception(outcome)
+    return completion_text(outcome, chat=True)
 
 
 class VLLMGenerationHandler(VLLMChatModelHandler):
@@ -73,12 +89,28 @@ class VLLMGenerationHandler(VLLMChatModelHandler):
         finally:
             self._model_name = self._config.model
 
+    async def _send(self, batch: Sequence[Prompt], port: int, args: Dict[str, Any]) -> List[Any]:
+        """Every prompt's response, or the exception its request raised (gathered, not thrown)."""
+        async with getAsyncVLLMClient(port) as client:
+            calls = [client.chat.completions.create(
+                model=self._model_name, messages=as_messages(p), **args) for p in batch]
+            return await asyncio.gather(*calls, return_exceptions=True)
+
     def run_inference(self, batch: Sequence[Prompt], model,
                       inference_args: Optional[Dict[str, Any]] = None) -> Iterable[PredictionResult]:
+        """One result per prompt: text, or the failure of a request the server answered with an
+        error status. A server that cannot be reached fails the batch, after Beam's connectivity
+        check (which restarts a dead server), as Beam's handler does."""
         args = {**self._request_args, **(inference_args or {})}
-        responses = super().run_inference([as_chat(p) for p in batch], model, args)
-        return [PredictionResult(prompt, completion_text(r.inference, chat=True), model_id=self._config.model)
-                for prompt, r in zip(batch, responses)]
+        outcomes = asyncio.run(self._send(batch, model.get_server_port(), args))
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not _prompt_failure(outcome):
+                model.check_connectivity()
+                raise outcome
+        for outcome in outcomes:
+            count_usage(outcome)  # an exception has no usage: counts nothing
+        return [PredictionResult(prompt, _as_text(outcome), model_id=self._config.model)
+                for prompt, outcome in zip(batch, outcomes)]
 
     def get_metrics_namespace(self) -> str:
         return "fineinstructions_vllm"
