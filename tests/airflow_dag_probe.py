@@ -164,6 +164,11 @@ if sys.argv[1:2] == ["-c"]:  # the Beam hook asks for apache_beam.__version__
     sys.exit(0)
 with open(os.environ["STUB_ARGV_LOG"], "a") as f:
     f.write(json.dumps(sys.argv[1:]) + "\\n")
+if os.environ.get("STUB_PID_FILE"):  # a launcher waiting on its job until it is killed
+    with open(os.environ["STUB_PID_FILE"], "w") as f:
+        f.write(str(os.getpid()))
+    import time
+    time.sleep(120)
 sys.exit(int(os.environ.get("STUB_EXIT", "0")))
 '''
 
@@ -179,6 +184,7 @@ def describe_task(task) -> Dict[str, Any]:
         cls = SimpleNamespace(__module__=cls.get("_task_module"), __qualname__=cls.get("task_type"))
     out: Dict[str, Any] = {
         "operator": f"{cls.__module__}.{cls.__qualname__}",
+        "operator_mro": [f"{c.__module__}.{c.__qualname__}" for c in getattr(cls, "__mro__", ())],
         "mapped": mapped,
         "upstream": sorted(task.upstream_task_ids),
         "downstream": sorted(task.downstream_task_ids),
@@ -252,6 +258,47 @@ def execute_beam(dag, task_id: str, pipeline_options: Dict[str, Any], params: Di
     result["dataflow_api_calls"] = list(FakeDataflow.calls)
     result["xcom"] = jsonable(ti.pushed)
     return result
+
+
+def kill_while_running(dag, pipeline_options: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
+    """A generate_pairs task killed while its launcher waits on the job, as the task runner does on
+    SIGTERM or execution_timeout: ``on_kill()`` (Dataflow's cancel recorded), then the launcher dies."""
+    import signal
+    import threading
+    import time
+
+    from airflow.providers.google.cloud.hooks.dataflow import DataflowHook
+
+    op = dag.get_task("generate_pairs").unmap({"pipeline_options": copy.deepcopy(pipeline_options)})
+    ti = FakeTI("generate_pairs", 0)
+    context = {"params": params, "ti": ti, "task_instance": ti, "task": op, "dag": dag,
+               "map_index": 0, "run_id": ti.run_id}
+    op.render_template_fields(context)
+    cancels: List[Dict[str, Any]] = []
+    DataflowHook.cancel_job = lambda self, **kw: cancels.append(kw)
+    pid_file = Path(os.environ["STUB_ARGV_LOG"]).with_name("stub.pid")
+    os.environ.update(STUB_PID_FILE=str(pid_file), STUB_EXIT="0")
+    errors: List[str] = []
+
+    def execute() -> None:
+        try:
+            op.execute(context)
+        except BaseException as e:  # noqa: BLE001 - the killed launcher's failure
+            errors.append(f"{type(e).__module__}.{type(e).__name__}: {e}")
+
+    worker = threading.Thread(target=execute)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and worker.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    op.on_kill()
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    worker.join(60)
+    del os.environ["STUB_PID_FILE"]
+    launched = json.loads(Path(os.environ["STUB_ARGV_LOG"]).read_text().splitlines()[-1])
+    return {"launched_job_name": next(a.split("=", 1)[1] for a in launched if a.startswith("--job_name=")),
+            "job_id": op.dataflow_job_id, "cancel_calls": jsonable(cancels),
+            "execute_error": errors[0] if errors else None}
 
 
 def main(dag_folder: str, work_dir: str, out_json: str) -> int:
@@ -418,6 +465,7 @@ def main(dag_folder: str, work_dir: str, out_json: str) -> int:
     right_shard = run_plan(dag, right)["return_value"][1]
     runs["generate_pairs_right_fitting"] = execute_beam(dag, "generate_pairs", right_shard, right, 1,
                                                         "JOB_STATE_DONE", 0)
+    runs["generate_pairs_killed"] = kill_while_running(dag, shards[0], params)
     out["runs"] = runs
 
     # ---- whole DAG runs: dag.test() schedules and runs every task in this process ------------------

@@ -37,6 +37,7 @@ CORPUS_GLOBS = [f"gs://{BUCKET}/corpus/a/*.jsonl", f"gs://{BUCKET}/corpus/b/*.pa
 SERVICE_ACCOUNT = "fi-worker@fi-test-project.iam.gserviceaccount.com"
 SUBNETWORK = "regions/us-central1/subnetworks/fi"
 ACCELERATOR = "type:nvidia-l4;count:1;install-nvidia-driver:latest"
+CONF_PROJECT, CONF_REGION = "fi-test-project", "us-central1"
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +135,10 @@ def test_tasks_edges_and_trigger_rules(probe):
 
 def test_beam_operators_as_parsed(probe):
     mine, pairs = probe["tasks"]["mine_templates"], probe["tasks"]["generate_pairs"]
-    assert mine["operator"] == BEAM_OPERATOR and not mine["mapped"]
-    assert pairs["operator"] == BEAM_OPERATOR and pairs["mapped"]
+    for task in (mine, pairs):  # the provider's operator, with on_kill cancelling by job name
+        assert task["operator"].endswith("fineinstructions_dag.DataflowBeamOperator")
+        assert task["operator_mro"][1] == BEAM_OPERATOR
+    assert not mine["mapped"] and pairs["mapped"]
     for task, module in ((mine, "templates_mining"), (pairs, "pipeline")):
         args = task["arguments"]
         assert args["py_file"] == module
@@ -318,6 +321,7 @@ def test_generate_pairs_runs_pipeline_per_shard_on_gpu_workers(probe):
         assert flags["instantiator_vllm_arg"] == ["max-model-len=16384"]
         assert flags["judge_vllm_arg"] == ["max-model-len=4096"]
         assert flags["embedding_device"] == "cpu"
+        assert flags["max_document_chars"] == 50000
         assert flags["max_num_workers"] == 10 and flags["disk_size_gb"] == 150
         assert flags["project"] == "fi-test-project" and flags["region"] == "us-central1"
         assert flags["service_account_email"] == SERVICE_ACCOUNT
@@ -346,6 +350,18 @@ def test_a_failed_job_or_launcher_fails_the_task(probe):
     launcher = runs["generate_pairs_launcher_failed"]
     assert launcher["error"] and "return code 1" in launcher["error"], launcher["error"]
     assert launcher["dataflow_api_calls"] == []  # failed before any wait
+
+
+def test_a_killed_task_cancels_its_dataflow_job_by_name(probe):
+    # The launcher prints no job id the operator would read (it would stop waiting for the
+    # launcher's verdict), so on_kill (SIGTERM or execution_timeout) cancels by the task try's
+    # unique job name instead of leaving the job running beside the retry's.
+    killed = probe["runs"]["generate_pairs_killed"]
+    assert killed["job_id"] is None
+    assert killed["launched_job_name"].startswith("fi-pipeline-shard-0-")
+    assert killed["cancel_calls"] == [{"job_name": killed["launched_job_name"], "project_id": CONF_PROJECT,
+                                       "location": CONF_REGION}]
+    assert killed["execute_error"] and "return code -9" in killed["execute_error"], killed["execute_error"]
 
 
 # ------------------------------------------------------------------------------------------------

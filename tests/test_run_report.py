@@ -65,3 +65,28 @@ def test_readme_documents_every_flag(options):
     flags = [a.option_strings[0] for a in parser._actions if a.option_strings and a.option_strings[0] != "-h"]
     missing = [f for f in flags if f"`{f}`" not in readme]
     assert not missing, f"README.md does not document {missing}"
+
+
+# Airflow's Dataflow hook (apache-airflow-providers-google, hooks/dataflow.py, JOB_ID_PATTERN): when
+# a launcher line matches, the Beam operator stops waiting for the launcher (and its report).
+AIRFLOW_JOB_ID_PATTERN = r"Submitted job: (?P<job_id_java>[^\"\n\s]*)|Created job with id: \[(?P<job_id_python>[^\"\n\s]*)\]"
+
+
+def test_a_submitted_dataflow_job_is_announced_but_not_in_the_line_airflow_stops_at(capsys):
+    import re
+    from types import SimpleNamespace
+
+    from apache_beam.runners.dataflow.dataflow_runner import DataflowPipelineResult
+
+    job_id = "2026-11-24_01_02_03-1234567890123456789"
+    run_report.announce_job(DataflowPipelineResult(SimpleNamespace(id=job_id), runner=None))
+    line = capsys.readouterr().out
+    assert job_id in line
+    assert re.search(AIRFLOW_JOB_ID_PATTERN, line) is None
+    assert re.search(AIRFLOW_JOB_ID_PATTERN, f"Created job with id: [{job_id}]")  # the pattern is live
+    # A classic template's creation (no job) and the DirectRunner have no job id: nothing printed.
+    run_report.announce_job(DataflowPipelineResult(None, runner=None))
+    p = TestPipeline()
+    _ = p | beam.Create([1])
+    run_report.announce_job(p.run())
+    assert capsys.readouterr().out == ""

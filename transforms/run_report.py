@@ -144,12 +144,24 @@ def write_report(report: dict, output_dir: str) -> str:
     return path
 
 
+def announce_job(result) -> None:
+    """Prints a submitted Dataflow job's id before waiting for it (the jobs log Beam at WARNING).
+
+    Not in the words of Beam's INFO line "Created job with id: [ID]": Airflow's Beam operator stops
+    reading the launcher when it sees that line and no longer waits for its exit status, the
+    conservation check, or OUTPUT/report.json. Other runners, and a classic template's creation,
+    have no job and print nothing."""
+    if getattr(result, "has_job", False):  # a DataflowPipelineResult of a submitted job
+        print(f"Dataflow job {result.job_id()} submitted; waiting for it to finish.", flush=True)
+
+
 def run_and_report(job: str, pipeline, stages: Sequence[str], chain: Iterable[Tuple[str, str]], output: str,
                    extra: Optional[dict] = None) -> Tuple[dict, str]:
     """Runs ``pipeline`` to completion, then writes ``OUTPUT/report.json`` and prints the table;
     returns the report and its path."""
     start = time.monotonic()
     result = pipeline.run()
+    announce_job(result)
     result.wait_until_finish()
     report = build_report(job, counters_from_result(result), stages, chain, wall_s=time.monotonic() - start,
                           extra={"output": output, **(extra or {})})

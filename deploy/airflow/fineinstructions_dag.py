@@ -28,7 +28,9 @@ hold; the operator then checks the job's terminal state through the Dataflow API
 (``DataflowHook.wait_for_done``) and raises unless it is JOB_STATE_DONE. (The jobs' CLI logs
 Beam at WARNING, so the operator never sees Beam's "Created job with id" line and reads the
 launcher's output until it exits; the job is then found by its unique job name. That is what keeps
-OUTPUT/report.json: the launcher writes it after the job.)
+OUTPUT/report.json: the launcher writes it after the job.) A task killed while its job runs
+(SIGTERM, "mark failed", ``execution_timeout``) cancels the job by that name
+(:class:`DataflowBeamOperator`), so a retry never runs beside a leftover job.
 
 Where it runs: the Airflow worker needs this project installed (apache-beam 2.77.0, Python 3.11)
 in the interpreter named by FINEINSTRUCTIONS_PYTHON (e.g. a virtualenv made once on the worker,
@@ -176,6 +178,8 @@ def pipeline_shard_options(p: Dict[str, Any], library: str, fingerprint: str) ->
         "vllm_arg": list(p.get("vllm_args") or []),
         "instantiator_vllm_arg": list(p.get("instantiator_vllm_args") or []),
         "judge_vllm_arg": list(p.get("judge_vllm_args") or []),
+        # A whole document goes into the instantiator's prompt: keep it under max-model-len.
+        "max_document_chars": int(p.get("max_document_chars") or 50000),
         # The embedding model on the CPU: the GPU's memory belongs to the vLLM servers.
         "embedding_device": "cpu",
     }
@@ -234,6 +238,23 @@ def dataflow_config(job_name: str) -> Dict[str, Any]:
     }
 
 
+class DataflowBeamOperator(BeamRunPythonPipelineOperator):
+    """The Beam provider's operator; killed before it has read a job id, it cancels by job name.
+
+    The provider's ``on_kill`` cancels the job whose id it read in the launcher's output, and ours
+    does not print one (see the module docstring). The name is unique per task try
+    (``append_job_name``); cancelling a name with no running job does nothing.
+    """
+
+    def on_kill(self) -> None:
+        name = getattr(self, "dataflow_job_name", None)
+        if self.dataflow_job_id or not (self.dataflow_hook and name):
+            return super().on_kill()
+        self.log.info("Cancelling the Dataflow job named %s.", name)
+        self.dataflow_hook.cancel_job(job_name=name, project_id=self.dataflow_config.project_id,
+                                      location=self.dataflow_config.location)
+
+
 # --------------------------------------------------------------------------------------------
 # The DAG
 # --------------------------------------------------------------------------------------------
@@ -290,6 +311,9 @@ with DAG(
                                         description="--instantiator_vllm_arg values (its prompt holds a whole document)."),
         "judge_vllm_args": Param(["max-model-len=4096"], type="array", items={"type": "string"},
                                  description="--judge_vllm_arg values (its prompt holds one instruction and answer)."),
+        "max_document_chars": Param(50000, type="integer", minimum=1,
+                                    description="Longer documents are filtered (too_long): a whole document goes "
+                                                "into the instantiator's prompt (~4 chars/token under max-model-len)."),
         "pipeline_args": Param({}, type="object", description="Extra pipeline flags, e.g. {\"templates_per_document\": 6}."),
         "service_account": Param("", type="string", description="Worker service account (empty: the default)."),
         "subnetwork": Param("", type="string", description="regions/R/subnetworks/S; with it workers get no public IPs."),
@@ -329,7 +353,7 @@ with DAG(
     plan = plan_run()  # return value: the shards' options; plan["key"] pulls a PLAN_XCOM_KEYS XCom
     needs_mining = library_needs_mining(plan["library"])
 
-    mine_templates = BeamRunPythonPipelineOperator(
+    mine_templates = DataflowBeamOperator(
         task_id="mine_templates",
         runner="DataflowRunner",
         py_file="templates_mining",
@@ -341,7 +365,7 @@ with DAG(
         execution_timeout=timedelta(hours=12),
     )
 
-    generate_pairs = BeamRunPythonPipelineOperator.partial(
+    generate_pairs = DataflowBeamOperator.partial(
         task_id="generate_pairs",
         runner="DataflowRunner",
         py_file="pipeline",

@@ -4,7 +4,8 @@
 # Needs: PROJECT REGION BUCKET IMAGE DOCUMENTS. Optional (defaults in 00_env.example): LIBRARY,
 # OUTPUT, GPU_PLACEMENT, GPU_TYPE, GPU_COUNT, NVIDIA_DRIVER, GPU_MACHINE_TYPE, CPU_MACHINE_TYPE,
 # MAX_WORKERS, DISK_SIZE_GB, INSTANTIATOR, JUDGE, INSTANTIATOR_MODEL, JUDGE_MODEL,
-# VLLM_GPU_MEMORY_UTILIZATION, VLLM_MAX_MODEL_LEN, JUDGE_VLLM_MAX_MODEL_LEN, EMBEDDING_DEVICE, JOB_NAME, SERVICE_ACCOUNT, SUBNETWORK, PYTHON.
+# VLLM_GPU_MEMORY_UTILIZATION, VLLM_MAX_MODEL_LEN, JUDGE_VLLM_MAX_MODEL_LEN, MAX_DOCUMENT_CHARS,
+# EMBEDDING_DEVICE, JOB_NAME, SERVICE_ACCOUNT, SUBNETWORK, PYTHON.
 # Extra arguments pass through to `python -m pipeline`. DRY_RUN=1 prints the command.
 #
 # GPU_PLACEMENT:
@@ -78,6 +79,7 @@ run "${PY}" -m pipeline \
   --vllm_arg "gpu-memory-utilization=${VLLM_GPU_MEMORY_UTILIZATION:-0.45}" \
   --instantiator_vllm_arg "max-model-len=${VLLM_MAX_MODEL_LEN:-16384}" \
   --judge_vllm_arg "max-model-len=${JUDGE_VLLM_MAX_MODEL_LEN:-4096}" \
+  --max_document_chars "${MAX_DOCUMENT_CHARS:-50000}" \
   --embedding_device "${EMBEDDING_DEVICE:-cpu}" \
   --runner DataflowRunner \
   --project "${PROJECT}" \

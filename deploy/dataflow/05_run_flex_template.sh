@@ -3,7 +3,8 @@
 #
 # Needs: PROJECT REGION BUCKET IMAGE DOCUMENTS. Optional: LIBRARY, OUTPUT, TEMPLATE_PATH, GPU_TYPE,
 # GPU_COUNT, NVIDIA_DRIVER, GPU_MACHINE_TYPE, MAX_WORKERS, DISK_SIZE_GB, INSTANTIATOR, JUDGE,
-# VLLM_GPU_MEMORY_UTILIZATION, JOB_NAME, SERVICE_ACCOUNT, SUBNETWORK. Extra arguments pass through
+# VLLM_GPU_MEMORY_UTILIZATION, VLLM_MAX_MODEL_LEN, JUDGE_VLLM_MAX_MODEL_LEN, MAX_DOCUMENT_CHARS,
+# EMBEDDING_DEVICE, JOB_NAME, SERVICE_ACCOUNT, SUBNETWORK. Extra arguments pass through
 # to `gcloud dataflow flex-template run`. DRY_RUN=1 prints the command.
 #
 # The template's parameters (metadata.json) go in --parameters; Beam/Dataflow options (the worker
@@ -32,6 +33,7 @@ parameters+="~vllm_arg=gpu-memory-utilization=${VLLM_GPU_MEMORY_UTILIZATION:-0.4
 parameters+="~embedding_device=${EMBEDDING_DEVICE:-cpu}"
 parameters+="~instantiator_vllm_arg=max-model-len=${VLLM_MAX_MODEL_LEN:-16384}"
 parameters+="~judge_vllm_arg=max-model-len=${JUDGE_VLLM_MAX_MODEL_LEN:-4096}"
+parameters+="~max_document_chars=${MAX_DOCUMENT_CHARS:-50000}"
 options="^~^sdk_container_image=${IMAGE}~sdk_location=container"
 options+="~dataflow_service_options=worker_accelerator=type:${GPU_TYPE:-nvidia-l4};count:${GPU_COUNT:-1};$(driver_directive)"
 options+="~disk_size_gb=${DISK_SIZE_GB:-150}"
