@@ -1,6 +1,7 @@
 """The vllm backend: construction, server command line and request arguments (vLLM itself runs
 only on GPU workers; the response path is exercised against the fake OpenAI server)."""
 import json
+import os
 import urllib.request
 from types import SimpleNamespace
 
@@ -9,11 +10,21 @@ import pytest
 from transforms.generation import GenerationConfig, GenerationFailure, model_handler
 from transforms.job_options import parse_vllm_args
 from transforms.openai_backend import completion_text as openai_completion_text
-from transforms.vllm_backend import VLLMGenerationHandler, as_messages, request_args, server_kwargs
+from transforms.vllm_backend import (VLLMGenerationHandler, as_messages, driver_problem, installed_driver,
+                                     request_args, server_kwargs)
 
 
 def completion_text(response):
     return openai_completion_text(response, chat=True)
+
+
+@pytest.fixture(autouse=True)
+def cpu_torch(monkeypatch):
+    """Tests start Beam's server as a CPU build of torch would (no driver check), whatever torch
+    this machine has; the driver check's own tests set a CUDA version."""
+    import torch
+
+    monkeypatch.setattr(torch.version, "cuda", None)
 
 
 def config(**kw):
@@ -111,6 +122,36 @@ def test_prompts_and_responses_translate():
     empty = SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=""), finish_reason="length")])
     assert completion_text(empty) == GenerationFailure("empty_completion", "finish_reason=length")
     assert completion_text(SimpleNamespace(choices=[])).reason == "endpoint_malformed_response"
+
+
+@pytest.mark.parametrize("cuda, driver, problem", [
+    (None, None, None),                          # a CPU build of torch: nothing to check
+    ("13.0", "580.95.05", None),
+    ("13.0", "570.172.08", "older than the 580.65 that CUDA 13.0"),
+    ("12.8", "550.90.07", None),
+    ("12.8", "470.256.02", "older than the 525.60 that CUDA 12.8"),
+    ("13.0", None, "shows none"),
+])
+def test_driver_check(cuda, driver, problem):
+    found = driver_problem(cuda, driver)
+    assert (found is None) if problem is None else (problem in found and "install-nvidia-driver" in found)
+
+
+def test_an_old_driver_fails_before_the_server_starts(monkeypatch, tmp_path):
+    import torch
+    from apache_beam.ml.inference import vllm_inference
+
+    smi = tmp_path / "nvidia-smi"  # what the driver's tool prints for this query
+    smi.write_text("#!/bin/sh\necho 535.261.03\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert installed_driver() == "535.261.03"
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    started = []
+    monkeypatch.setattr(vllm_inference, "start_process", lambda cmd: started.append(cmd))
+    with pytest.raises(RuntimeError, match="NVIDIA driver 535.261.03 is older than the 580.65"):
+        model_handler(config()).load_model()
+    assert started == []
 
 
 class StubServer:

@@ -12,6 +12,9 @@ only the ``openai`` client, so the job graph builds anywhere.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import subprocess
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import openai
@@ -53,6 +56,45 @@ def as_messages(prompt: Prompt) -> List[Dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in prompt]
 
 
+# The oldest NVIDIA driver each CUDA major version runs on (NVIDIA's CUDA Toolkit release notes,
+# minor version compatibility): the worker image's torch and vLLM wheels are built for one CUDA.
+MIN_DRIVER = {11: (450, 80), 12: (525, 60), 13: (580, 65)}
+# Where Dataflow mounts the driver's tools in the worker container.
+DATAFLOW_NVIDIA_BIN = "/usr/local/nvidia/bin"
+
+
+def driver_problem(cuda: Optional[str], driver: Optional[str]) -> Optional[str]:
+    """Why a torch built for CUDA ``cuda`` cannot use driver ``driver`` (None: it can, or torch is
+    a CPU build). Checked before the server starts: vLLM's own error is a crash deep in its log."""
+    if not cuda:
+        return None
+    fix = ("on Dataflow, ask for a newer driver with the worker_accelerator option's "
+           "install-nvidia-driver:<version> (NVIDIA_DRIVER in deploy/dataflow, the DAG's nvidia_driver)")
+    if not driver:
+        return (f"vLLM needs an NVIDIA GPU and driver, and this worker shows none (no nvidia-smi on PATH "
+                f"or in {DATAFLOW_NVIDIA_BIN}): run the generation steps on GPU workers; {fix}")
+    need = MIN_DRIVER.get(int(cuda.split(".")[0]))
+    have = tuple(int(x) for x in driver.split(".")[:2])
+    if need and have < need:
+        return (f"NVIDIA driver {driver} is older than the {need[0]}.{need[1]} that CUDA {cuda} (this image's "
+                f"torch and vLLM) needs; {fix}")
+    return None
+
+
+def installed_driver() -> Optional[str]:
+    """The NVIDIA driver version nvidia-smi reports, or None without one."""
+    path = os.pathsep.join(filter(None, [os.environ.get("PATH"), DATAFLOW_NVIDIA_BIN]))
+    smi = shutil.which("nvidia-smi", path=path)
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.split()[0] if out.split() else None
+
+
 def _prompt_failure(exc: BaseException) -> bool:
     """The server answered this one request with an error (e.g. 400: prompt over max-model-len)."""
     return isinstance(exc, (openai.APIStatusError, openai.APIResponseValidationError))
@@ -78,7 +120,13 @@ class VLLMGenerationHandler(VLLMChatModelHandler):
 
     def load_model(self):
         """Beam's server, started on a local copy of a ``gs://`` model directory (vLLM reads
-        local directories and hub names only); it serves it under the configured name."""
+        local directories and hub names only); it serves it under the configured name. Fails
+        first, with the fix, on a worker whose NVIDIA driver is missing or too old."""
+        import torch
+
+        problem = driver_problem(torch.version.cuda, installed_driver())
+        if problem:
+            raise RuntimeError(problem)
         if not is_remote(self._config.model):
             return super().load_model()
         from transforms.remote_dirs import cached_local_copy
