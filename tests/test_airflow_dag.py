@@ -288,6 +288,8 @@ def test_mine_templates_runs_templates_mining_on_dataflow(probe):
     assert re.fullmatch(r"fi-templates-mining-[0-9a-f]{8}", flags["job_name"])
     fingerprint = probe["plan"]["xcom"]["fingerprint"]
     assert flags["setup_file"] == "/opt/fineinstructions-beam/setup.py"
+    assert flags["requirements_file"] == "/opt/fineinstructions-beam/deploy/dataflow/requirements-cpu-workers.txt"
+    assert flags["requirements_cache"] == "skip"
     assert flags["queries"] == f"gs://{BUCKET}/queries/*.jsonl"
     assert flags["text_field"] == "text"
     assert flags["output"] == f"gs://{BUCKET}/library/{fingerprint[:16]}"

@@ -39,6 +39,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy" / "dataflow"
 EXAMPLE_ENV = DEPLOY / "00_env.example"
 DOCKERFILE = DEPLOY / "Dockerfile"
+CPU_REQUIREMENTS = DEPLOY / "requirements-cpu-workers.txt"   # the mining job's --requirements_file
 SAMPLE_DOCS = REPO / "sample_data" / "documents"
 
 GPU_SERVICE_OPTION = "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver:latest"
@@ -105,6 +106,14 @@ def test_mining_command_uses_setup_file_and_the_stock_container():
     assert module == "templates_mining"
     assert one(flags, "--runner") == "DataflowRunner" and one(flags, "--setup_file") == "./setup.py"
     assert not {"--sdk_container_image", "--accelerator", "--dataflow_service_options"} & set(flags)
+    # CPU-only torch, installed by each worker before the sdist; the launcher downloads nothing.
+    assert one(flags, "--requirements_file") == CPU_REQUIREMENTS.relative_to(REPO).as_posix()
+    assert one(flags, "--requirements_cache") == "skip"
+    torch_pin = re.findall(r'"torch==([^"]+)"', (REPO / "setup.py").read_text("utf-8"))
+    assert len(torch_pin) == 1, torch_pin
+    lines = [line.strip() for line in CPU_REQUIREMENTS.read_text("utf-8").splitlines()]
+    assert [line for line in lines if line and not line.startswith("#")] == [
+        "--extra-index-url https://download.pytorch.org/whl/cpu", f"torch=={torch_pin[0]}+cpu"]
 
 
 @pytest.mark.parametrize("placement", ["all_workers", "right_fitting"])
@@ -422,7 +431,7 @@ def common_job_checks(built: DataflowJob, labels: Dict[str, str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The templates-mining job: --setup_file, Beam's stock container, CPU workers
+# The templates-mining job: --setup_file, CPU-only torch, Beam's stock container, CPU workers
 # ---------------------------------------------------------------------------------------------
 
 def test_mining_job_ships_the_project_as_an_sdist_to_the_stock_container(mining_job):
@@ -434,8 +443,14 @@ def test_mining_job_ships_the_project_as_an_sdist_to_the_stock_container(mining_
     images = [c["containerImage"] for c in mining_job.pool["sdkHarnessContainerImages"]]
     assert images and all(stock.fullmatch(i) for i in images), images
     assert all(stock.fullmatch(i) for i in container_images(mining_job.pipeline).values())
-    assert "workflow.tar.gz" in [p["name"] for p in mining_job.pool["packages"]]
-    assert "workflow.tar.gz" in staged_names(mining_job.pipeline)
+    assert opts.get("requirements_file") == CPU_REQUIREMENTS.relative_to(REPO).as_posix()
+    assert opts.get("requirements_cache") == "skip"
+    # Beam's boot installs requirements.txt (CPU-only torch) before workflow.tar.gz (the sdist).
+    # Nothing else is staged: with the cache skipped the launcher downloads no packages.
+    bookkeeping = {"pickled_main_session", "submission_environment_dependencies.txt"}
+    for names in ([p["name"] for p in mining_job.pool["packages"]], staged_names(mining_job.pipeline)):
+        assert sorted(set(names) - bookkeeping) == ["requirements.txt", "workflow.tar.gz"], names
+    assert mining_job.staged("requirements.txt") == CPU_REQUIREMENTS.read_bytes()
     assert not any(hint(mining_job.pipeline, t) for t in leaves(mining_job.pipeline).values())
 
 

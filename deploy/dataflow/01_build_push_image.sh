@@ -12,6 +12,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 require PROJECT REGION IMAGE
 BUILDER="${BUILDER:-cloudbuild}"
+[[ "${BUILDER}" == cloudbuild || "${BUILDER}" == docker ]] \
+  || die "BUILDER must be cloudbuild or docker (got '${BUILDER}')"
 [[ "${IMAGE}" == *-docker.pkg.dev/*/*/*:* ]] \
   || die "IMAGE must be an Artifact Registry name with a tag, REGION-docker.pkg.dev/PROJECT/REPO/NAME:TAG (got '${IMAGE}')"
 [[ "${IMAGE}" != *:latest ]] || die "IMAGE: use a versioned tag, not :latest (workers must all pull the same image)"
@@ -40,9 +42,6 @@ case "${BUILDER}" in
     export DOCKER_BUILDKIT=1
     run docker build --file deploy/dataflow/Dockerfile --target worker --tag "${IMAGE}" .
     run docker push "${IMAGE}"
-    ;;
-  *)
-    die "BUILDER must be cloudbuild or docker (got '${BUILDER}')"
     ;;
 esac
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the templates-mining job on Dataflow: CPU workers, Beam's stock SDK container, the project
-# shipped to the workers with --setup_file (no custom image).
+# shipped to the workers with --setup_file and CPU-only torch with --requirements_file (no custom
+# image).
 #
 # Needs: PROJECT REGION BUCKET, and QUERIES (a glob) or SOURCES (a sources YAML/JSON, gs://).
 # Optional: LIBRARY (default gs://BUCKET/library), QUERY_TEXT_FIELD, MINING_MACHINE_TYPE,
@@ -37,8 +38,11 @@ network=()
 [[ -z "${SERVICE_ACCOUNT:-}" ]] || network+=(--service_account_email "${SERVICE_ACCOUNT}")
 [[ -z "${SUBNETWORK:-}" ]] || network+=(--subnetwork "${SUBNETWORK}" --no_use_public_ips)
 
-# --setup_file is relative to the repository root: Beam builds an sdist of this project and every
-# worker pip-installs it (and the core pins) at start.
+# Paths are relative to the repository root. --setup_file: Beam builds an sdist of this project
+# and every worker pip-installs it (and the core pins) at start. --requirements_file: each worker
+# installs it before the sdist, so torch is PyTorch's CPU-only build, not PyPI's with its
+# gigabytes of CUDA wheels; --requirements_cache skip: the launcher stages that file alone and
+# downloads nothing (see the file's header).
 cd "${REPO_ROOT}"
 run "${PY}" -m templates_mining \
   "${input[@]}" \
@@ -49,6 +53,8 @@ run "${PY}" -m templates_mining \
   --temp_location "${GCS}/tmp" \
   --staging_location "${GCS}/staging" \
   --setup_file ./setup.py \
+  --requirements_file deploy/dataflow/requirements-cpu-workers.txt \
+  --requirements_cache skip \
   --job_name "${JOB_NAME:-fi-templates-mining-$(timestamp)}" \
   --machine_type "${MINING_MACHINE_TYPE:-n2-standard-8}" \
   --max_num_workers "${MINING_MAX_WORKERS:-20}" \

@@ -31,8 +31,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     result = pipeline.run()
-    job_id = getattr(result, "job_id", None)
-    job_id = job_id() if callable(job_id) else job_id
+    job_id = result.job_id() if getattr(result, "has_job", False) else None  # none: a template was written
     print(f"Submitted the pipeline job{f' {job_id}' if job_id else ''}; not waiting (Flex Template launch).")
     return 0
 

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Sourced by the numbered scripts in this folder (not run on its own).
 #
-# - ENV_FILE=path: a file of `export NAME=value` lines (a copy of 00_env.example) to source first.
+# - ENV_FILE=path: a file of `export NAME=value` lines (a copy of 00_env.example) to source first;
+#   a variable already set in the environment keeps its value.
 # - DRY_RUN=1: print each command (shell-quoted, one line, prefixed with "+") instead of running it.
 # - PYTHON: the interpreter that launches the jobs (default: the repository's .venv).
 
@@ -16,8 +17,15 @@ die() {
 
 if [[ -n "${ENV_FILE:-}" ]]; then
   [[ -f "${ENV_FILE}" ]] || die "ENV_FILE=${ENV_FILE} does not exist"
+  # A variable already set (NAME=value ENV_FILE=f script) wins over the file's `export NAME=`.
+  declare -A _preset=()
+  while IFS= read -r _name; do
+    if [[ -n "${!_name+set}" ]]; then _preset["${_name}"]="${!_name}"; fi
+  done < <(sed -n 's/^[[:space:]]*export[[:space:]]\{1,\}\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' "${ENV_FILE}")
   # shellcheck source=/dev/null
   source "${ENV_FILE}"
+  for _name in "${!_preset[@]}"; do export "${_name}=${_preset[${_name}]}"; done
+  unset _preset _name
 fi
 
 # require NAME...: every NAME must be set and non-empty.
