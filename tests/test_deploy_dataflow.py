@@ -564,3 +564,56 @@ def test_dockerfile_lints_clean():
     proc = subprocess.run([linter, "--no-color", "--failure-threshold", "info", str(DOCKERFILE)],
                           capture_output=True, text=True, timeout=30, cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The Flex Template launch (05 -> flex_template_main.py)
+# ---------------------------------------------------------------------------------------------
+
+def flex_launch_args(gcs: LocalGcs) -> Tuple[List[str], str, Dict[str, str]]:
+    """What Dataflow's Flex Template launcher runs flex_template_main.py with for 05's command: the
+    template's parameters and 05's pipeline options as ``--name=value``, the job's project, region,
+    locations and name, and ``--template_location`` (the launcher reads the job from that file and
+    submits it itself). Returns the arguments, that location and 05's name=value items."""
+    proc = dry_run("05_run_flex_template.sh")
+    assert proc.returncode == 0, proc.stderr
+    [argv] = [shlex.split(line[2:]) for line in proc.stdout.splitlines() if line.startswith("+ ")]
+    flags = flag_values(argv[argv.index("run") + 2:])
+    items = []
+    for name in ("--parameters", "--additional-pipeline-options"):
+        value = one(flags, name)
+        assert value.startswith("^~^"), value
+        items += [item.split("=", 1) for item in value[3:].split("~")]
+    args = [f"--{key}={value}" for key, value in items]
+    library, documents = (gcs.local(dict(items)[k]) for k in ("templates", "documents"))
+    if not library.exists():
+        write_library(library)
+    write_documents(documents)
+    template = one(flags, "--temp-location") + "/flex-launch/job.json"
+    args += ["--runner=DataflowRunner", f"--project={one(flags, '--project')}", f"--region={one(flags, '--region')}",
+             f"--temp_location={one(flags, '--temp-location')}", f"--staging_location={one(flags, '--staging-location')}",
+             f"--job_name={argv[argv.index('run') + 1]}", f"--template_location={template}"]
+    return args, template, dict(items)
+
+
+def test_flex_template_main_builds_the_gpu_job_from_05s_parameters(gcs, capsys):
+    """flex_template_main.py, run as the Flex launcher runs it, returns 0 (it must not wait, nor fail
+    on a result without a job) and writes a job in the worker image with the GPU service option."""
+    sys.path.insert(0, str(DEPLOY))
+    try:
+        flex_main = importlib.import_module("flex_template_main")
+    finally:
+        sys.path.remove(str(DEPLOY))
+    args, template, items = flex_launch_args(gcs)
+    with offline_gcp(gcs) as uploaded:
+        assert flex_main.main(args) == 0
+    assert "not waiting" in capsys.readouterr().out
+    job = json.loads(uploaded[template])
+    opts = job["environment"]["sdkPipelineOptions"]["options"]
+    assert job["environment"]["serviceOptions"] == [GPU_SERVICE_OPTION]
+    image = items["sdk_container_image"]
+    assert image.endswith("/fineinstructions-gpu:0.1.0")  # 00_env.example's IMAGE
+    assert opts["sdk_container_image"] == image and opts["sdk_location"] == "container"
+    assert {c["containerImage"] for c in job["environment"]["workerPools"][0]["sdkHarnessContainerImages"]} == {image}
+    assert opts["instantiator"] == "vllm" and opts["judge"] == "vllm" and opts["max_document_chars"] == 50000
+    assert opts["judge_vllm_arg"] == ["max-model-len=4096"]
