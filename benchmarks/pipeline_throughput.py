@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import sys
 import tempfile
@@ -31,9 +30,8 @@ def main(argv=None) -> int:
                         help="every Nth document only (a length-representative sample; 1 = all)")
     args, rest = parser.parse_known_args(argv)
 
-    from pipeline.grounding import ungrounded
+    from pipeline.grounding import library_template_ids, read_documents, ungrounded
     from pipeline.job import read_pairs, run
-    from transforms.template_library import load_library
 
     with tempfile.TemporaryDirectory() as tmp:
         pattern = args.documents
@@ -47,13 +45,8 @@ def main(argv=None) -> int:
         report = run(["--documents", pattern, "--templates", args.library, "--output", out, *rest])
         wall = time.perf_counter() - start
         pairs = read_pairs(out)
-        documents = {}
-        for path in sorted(glob.glob(pattern)):
-            for line in open(path, encoding="utf-8"):
-                row = json.loads(line)
-                documents.setdefault(row["id"], row["text"])
-    template_ids = set(load_library(args.library).template_table().column("template_id").to_pylist())
-    bad = ungrounded(pairs, documents, template_ids)
+        documents = read_documents(pattern)
+    bad = ungrounded(pairs, documents, library_template_ids(args.library))
     stages = {s["stage"]: s for s in report["stages"]}
     docs = stages["read"]["in"]
     busy = sum(s["busy_s"] for s in report["stages"])

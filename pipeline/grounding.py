@@ -8,9 +8,34 @@ throughput benchmark over the whole shared corpus.
 """
 from __future__ import annotations
 
-from typing import Collection, Dict, List, Mapping
+import glob
+import json
+from typing import Collection, Dict, List, Mapping, Set
 
 from pipeline.steps import pair_text
+
+
+def read_documents(pattern: str) -> Dict[str, str]:
+    """``doc_id -> text`` of the JSONL documents matching ``pattern``, as the checks need them
+    (the first text of a repeated id; lines that are not a document with an id are skipped)."""
+    docs: Dict[str, str] = {}
+    for path in sorted(glob.glob(pattern)):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(row, dict) and isinstance(row.get("text"), str) and row.get("id"):
+                    docs.setdefault(row["id"], row["text"])
+    return docs
+
+
+def library_template_ids(library_dir: str) -> Set[str]:
+    """Every template id of a template library."""
+    from transforms.template_library import load_library
+
+    return set(load_library(library_dir).template_table().column("template_id").to_pylist())
 
 
 def grounding_problems(pair: Mapping, documents: Mapping[str, str], template_ids: Collection[str],

@@ -167,22 +167,26 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipel
     return report
 
 
+def pair_shards(output: str) -> List[str]:
+    """The JSONL shards of ``OUTPUT/pairs/``, sorted."""
+    match = FileSystems.match([f"{output.rstrip('/')}/pairs/pairs-*.jsonl"])[0].metadata_list
+    return sorted(m.path for m in match)
+
+
 def read_pairs(output: str) -> List[dict]:
     """Every kept pair under ``OUTPUT/pairs/`` (JSONL shards), sorted by pair_id."""
-    match = FileSystems.match([f"{output.rstrip('/')}/pairs/pairs-*.jsonl"])[0].metadata_list
     rows = []
-    for meta in sorted(match, key=lambda m: m.path):
-        with FileSystems.open(meta.path) as f:
+    for path in pair_shards(output):
+        with FileSystems.open(path) as f:
             rows.extend(json.loads(line) for line in f.read().decode("utf-8").splitlines() if line)
     return sorted(rows, key=lambda r: r["pair_id"])
 
 
 def first_pairs(output: str, n: int) -> List[dict]:
     """The first ``n`` pairs of the first shard (shards are sorted): reads no more than that."""
-    match = FileSystems.match([f"{output.rstrip('/')}/pairs/pairs-*.jsonl"])[0].metadata_list
     rows: List[dict] = []
-    for meta in sorted(match, key=lambda m: m.path):
-        with FileSystems.open(meta.path) as f:
+    for path in pair_shards(output):
+        with FileSystems.open(path) as f:
             for line in f:
                 if len(rows) == n:
                     return rows

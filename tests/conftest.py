@@ -47,6 +47,16 @@ def real_library(tmp_path_factory):
 FAKE_OPENAI_SERVER = REPO / "tests" / "fake_openai_server.py"
 
 
+@pytest.fixture
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def fake_openai_url():
     """Base URL (``.../v1``) of tests/fake_openai_server.py in its own process, for the session."""

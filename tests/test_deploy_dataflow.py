@@ -64,13 +64,27 @@ def dry_run(script: str, **env: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
+def printed_commands(proc: subprocess.CompletedProcess) -> List[List[str]]:
+    """The argv of each command a ``DRY_RUN=1`` script printed (its ``+ `` lines); it must have exited 0."""
+    assert proc.returncode == 0, proc.stderr
+    return [shlex.split(line[2:]) for line in proc.stdout.splitlines() if line.startswith("+ ")]
+
+
+def alt_list(value: str) -> Dict[str, str]:
+    """gcloud's ``^~^k=v~k=v`` (``~`` is the delimiter; each item splits at its first ``=``)."""
+    assert value.startswith("^~^"), value
+    items = [item.split("=", 1) for item in value[3:].split("~")]
+    assert all(len(item) == 2 for item in items), items
+    keys = [k for k, _ in items]
+    assert len(keys) == len(set(keys)), keys   # gcloud would keep only the last of a repeated key
+    return dict(items)
+
+
 def job_command(script: str, **env: str) -> Tuple[str, List[str]]:
     """The job module and its arguments from the one command the script prints."""
-    proc = dry_run(script, **env)
-    assert proc.returncode == 0, proc.stderr
-    commands = [line for line in proc.stdout.splitlines() if line.startswith("+ ")]
-    assert len(commands) == 1, proc.stdout
-    argv = shlex.split(commands[0][2:])
+    commands = printed_commands(dry_run(script, **env))
+    assert len(commands) == 1, commands
+    argv = commands[0]
     assert argv[0] == sys.executable and argv[1] == "-m", argv
     return argv[2], argv[3:]
 
@@ -575,17 +589,11 @@ def flex_launch_args(gcs: LocalGcs) -> Tuple[List[str], str, Dict[str, str]]:
     template's parameters and 05's pipeline options as ``--name=value``, the job's project, region,
     locations and name, and ``--template_location`` (the launcher reads the job from that file and
     submits it itself). Returns the arguments, that location and 05's name=value items."""
-    proc = dry_run("05_run_flex_template.sh")
-    assert proc.returncode == 0, proc.stderr
-    [argv] = [shlex.split(line[2:]) for line in proc.stdout.splitlines() if line.startswith("+ ")]
+    [argv] = printed_commands(dry_run("05_run_flex_template.sh"))
     flags = flag_values(argv[argv.index("run") + 2:])
-    items = []
-    for name in ("--parameters", "--additional-pipeline-options"):
-        value = one(flags, name)
-        assert value.startswith("^~^"), value
-        items += [item.split("=", 1) for item in value[3:].split("~")]
-    args = [f"--{key}={value}" for key, value in items]
-    library, documents = (gcs.local(dict(items)[k]) for k in ("templates", "documents"))
+    items = {**alt_list(one(flags, "--parameters")), **alt_list(one(flags, "--additional-pipeline-options"))}
+    args = [f"--{key}={value}" for key, value in items.items()]
+    library, documents = (gcs.local(items[k]) for k in ("templates", "documents"))
     if not library.exists():
         write_library(library)
     write_documents(documents)
@@ -593,7 +601,7 @@ def flex_launch_args(gcs: LocalGcs) -> Tuple[List[str], str, Dict[str, str]]:
     args += ["--runner=DataflowRunner", f"--project={one(flags, '--project')}", f"--region={one(flags, '--region')}",
              f"--temp_location={one(flags, '--temp-location')}", f"--staging_location={one(flags, '--staging-location')}",
              f"--job_name={argv[argv.index('run') + 1]}", f"--template_location={template}"]
-    return args, template, dict(items)
+    return args, template, items
 
 
 def test_flex_template_main_builds_the_gpu_job_from_05s_parameters(gcs, capsys):

@@ -15,14 +15,13 @@ import functools
 import json
 import os
 import re
-import shlex
 import subprocess
 from typing import Dict, List, Optional
 
 import pytest
 import yaml
 
-from test_deploy_dataflow import DEPLOY, DOCKERFILE, EXAMPLE_ENV, REPO
+from test_deploy_dataflow import DEPLOY, DOCKERFILE, EXAMPLE_ENV, REPO, alt_list, printed_commands
 
 METADATA = DEPLOY / "metadata.json"
 BASE = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), "DRY_RUN": "1"}
@@ -48,25 +47,13 @@ def dry_run(script: str, *args: str, **overrides: Optional[str]) -> subprocess.C
 
 def commands(script: str, *args: str, **overrides: Optional[str]) -> List[List[str]]:
     """The argv of each command the script would run."""
-    proc = dry_run(script, *args, **overrides)
-    assert proc.returncode == 0, proc.stderr
-    return [shlex.split(line[2:]) for line in proc.stdout.splitlines() if line.startswith("+ ")]
+    return printed_commands(dry_run(script, *args, **overrides))
 
 
 def opt(argv: List[str], name: str) -> str:
     """The value after ``name``, which must occur once."""
     assert argv.count(name) == 1, (name, argv)
     return argv[argv.index(name) + 1]
-
-
-def alt_list(value: str) -> Dict[str, str]:
-    """gcloud's ``^~^k=v~k=v`` (``~`` is the delimiter; each item splits at its first ``=``)."""
-    assert value.startswith("^~^"), value
-    items = [item.split("=", 1) for item in value[3:].split("~")]
-    assert all(len(item) == 2 for item in items), items
-    keys = [k for k, _ in items]
-    assert len(keys) == len(set(keys)), keys   # gcloud would keep only the last of a repeated key
-    return dict(items)
 
 
 def metadata_parameters() -> Dict[str, dict]:
@@ -250,8 +237,7 @@ def test_a_variable_set_on_the_command_line_wins_over_the_env_file():
            "DOCUMENTS": "gs://elsewhere/docs/*.jsonl"}
     proc = subprocess.run(["bash", str(DEPLOY / "05_run_flex_template.sh")], env=env, capture_output=True,
                           text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    [argv] = [shlex.split(line[2:]) for line in proc.stdout.splitlines() if line.startswith("+ ")]
+    [argv] = printed_commands(proc)
     assert opt(argv, "--project") == "other-project"
     assert opt(argv, "--region") == example()["REGION"]
     assert alt_list(opt(argv, "--parameters"))["documents"] == "gs://elsewhere/docs/*.jsonl"

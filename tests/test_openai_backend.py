@@ -2,7 +2,6 @@
 import json
 import logging
 import pickle
-import socket
 import urllib.request
 import uuid
 
@@ -124,11 +123,8 @@ def test_server_error_after_retries(server_url, tag):
     assert len(server_log(server_url, tag)) == 3
 
 
-def test_server_down_is_unreachable():
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    handler, client = make(f"http://127.0.0.1:{port}/v1")
+def test_server_down_is_unreachable(closed_port):
+    handler, client = make(f"http://127.0.0.1:{closed_port}/v1")
     results = handler.run_inference([chat("hello"), "hello"], client)
     assert [r.inference.reason for r in results] == ["endpoint_unreachable"] * 2
 

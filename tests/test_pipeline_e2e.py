@@ -7,26 +7,12 @@ import pathlib
 import pytest
 
 from pipeline.job import STAGES, read_pairs, run
-from pipeline.grounding import ungrounded
-from transforms.template_library import load_library
+from pipeline.grounding import library_template_ids, read_documents, ungrounded
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SAMPLE_DOCS = REPO / "sample_data" / "documents"
 
 pytestmark = pytest.mark.e2e
-
-
-def _docs(pattern):
-    docs = {}
-    for path in sorted(glob.glob(str(pattern))):
-        for line in open(path, encoding="utf-8"):
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row.get("text"), str) and row.get("id"):
-                docs.setdefault(row["id"], row["text"])
-    return docs
 
 
 def _jsonl(pattern):
@@ -38,9 +24,8 @@ def _jsonl(pattern):
 
 def assert_grounded(pairs, docs, library):
     """Every pair traces to its document and template, excerpts are verbatim, no tag is left."""
-    template_ids = set(load_library(str(library)).template_table().column("template_id").to_pylist())
     assert pairs
-    assert ungrounded(pairs, docs, template_ids) == {}
+    assert ungrounded(pairs, docs, library_template_ids(str(library))) == {}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +62,7 @@ def test_sample_pairs_are_grounded(sample_pairs_run):
     # 32 drafts from 30 documents; templates whose vague tags ("a specific topic") no span of a
     # short document fits closely are null (docs/benchmarks.md): 22 pairs from 14 documents.
     assert len(pairs) >= 20 and len({p["doc_id"] for p in pairs}) >= 12
-    assert_grounded(pairs, _docs(SAMPLE_DOCS / "*.jsonl"), library)
+    assert_grounded(pairs, read_documents(str(SAMPLE_DOCS / "*.jsonl")), library)
     parquet = sorted(glob.glob(str(out / "pairs" / "*.parquet")))
     import pyarrow.parquet as pq
     assert sorted(pq.read_table(parquet).to_pylist(), key=lambda r: r["pair_id"]) == pairs
@@ -120,4 +105,4 @@ def test_200_wikipedia_articles(real_library, shared_data, tmp_path):
     assert stages["read"]["in"] == 200
     pairs = read_pairs(str(out))
     assert len(pairs) >= 200  # at least one kept pair per article on average
-    assert_grounded(pairs, _docs(docs_dir / "*.jsonl"), library)
+    assert_grounded(pairs, read_documents(str(docs_dir / "*.jsonl")), library)

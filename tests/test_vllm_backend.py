@@ -1,12 +1,11 @@
 """The vllm backend: construction, server command line and request arguments (vLLM itself runs
 only on GPU workers; the response path is exercised against the fake OpenAI server)."""
-import json
 import os
-import urllib.request
 from types import SimpleNamespace
 
 import pytest
 
+from test_openai_backend import server_log
 from transforms.generation import GenerationConfig, GenerationFailure, model_handler
 from transforms.job_options import parse_vllm_args
 from transforms.openai_backend import completion_text as openai_completion_text
@@ -180,21 +179,15 @@ def test_a_prompt_the_server_rejects_is_its_own_dead_letter_not_its_batchs(fake_
     assert rejected.inference.reason == "endpoint_http_400"
     assert "maximum context length is 16384 tokens" in rejected.inference.detail
     assert server.checks == 0  # the server is fine: no connectivity check, no restart
-    sent = [r["body"] for r in json.load(urllib.request.urlopen(fake_openai_url.rsplit("/v1", 1)[0] + "/_log"))
-            ["requests"] if r["prompt"] in ("first", "TOO_LONG doc", "third")]
+    sent = [r["body"] for r in server_log(fake_openai_url, "") if r["prompt"] in ("first", "TOO_LONG doc", "third")]
     assert len(sent) == 3
     assert {(b["model"], b["max_tokens"], b["seed"]) for b in sent} == {("served-name", 64, 7)}
 
 
-def test_an_unreachable_server_fails_the_batch_after_beams_connectivity_check():
-    import socket
-
+def test_an_unreachable_server_fails_the_batch_after_beams_connectivity_check(closed_port):
     import openai
 
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = StubServer(port)
+    server = StubServer(closed_port)
     with pytest.raises(openai.APIConnectionError):
         VLLMGenerationHandler(config(batch_size=2)).run_inference(["a", "b"], server)
     assert server.checks == 1

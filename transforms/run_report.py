@@ -144,15 +144,21 @@ def write_report(report: dict, output_dir: str) -> str:
     return path
 
 
+def submitted_job_id(result) -> Optional[str]:
+    """The Dataflow job id of a pipeline result; None for other runners and for a classic
+    template's creation (no job is submitted)."""
+    return result.job_id() if getattr(result, "has_job", False) else None
+
+
 def announce_job(result) -> None:
     """Prints a submitted Dataflow job's id before waiting for it (the jobs log Beam at WARNING).
 
     Not in the words of Beam's INFO line "Created job with id: [ID]": Airflow's Beam operator stops
     reading the launcher when it sees that line and no longer waits for its exit status, the
-    conservation check, or OUTPUT/report.json. Other runners, and a classic template's creation,
-    have no job and print nothing."""
-    if getattr(result, "has_job", False):  # a DataflowPipelineResult of a submitted job
-        print(f"Dataflow job {result.job_id()} submitted; waiting for it to finish.", flush=True)
+    conservation check, or OUTPUT/report.json. Without a job nothing is printed."""
+    job_id = submitted_job_id(result)
+    if job_id:
+        print(f"Dataflow job {job_id} submitted; waiting for it to finish.", flush=True)
 
 
 def run_and_report(job: str, pipeline, stages: Sequence[str], chain: Iterable[Tuple[str, str]], output: str,

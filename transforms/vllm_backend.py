@@ -1,11 +1,11 @@
 """The ``vllm`` backend: Beam's vLLM chat handler, which starts one vLLM OpenAI-compatible
 server per worker (shared by the worker's processes); each batch is sent to it concurrently.
 
-We only translate: our prompts to Beam's chat messages, our flags to the server's command line
+We translate our prompts to chat messages, our flags to the server's command line
 (``--vllm_arg max-num-seqs=64`` -> ``--max-num-seqs 64``) and to request arguments (sampling,
-seed, structured JSON output), and the server's response to text. One thing is ours: a prompt
-the server rejects (HTTP 400 for a prompt longer than ``max-model-len``) becomes that prompt's
-dead letter, where Beam's handler would fail, and dead-letter, its whole batch. vLLM itself is installed
+seed, structured JSON output), and the server's response to text. Requests are ours, not Beam's:
+a prompt the server rejects (HTTP 400 for a prompt longer than ``max-model-len``) becomes that
+prompt's dead letter, where Beam's handler would fail its whole batch. vLLM itself is installed
 only on GPU workers (the ``gpu`` extra, or the worker image): constructing the handler needs
 only the ``openai`` client, so the job graph builds anywhere.
 """

@@ -136,14 +136,15 @@ def _common_options(p: Dict[str, Any]) -> Dict[str, Any]:
 
 def mining_options(p: Dict[str, Any], library: str, fingerprint: str) -> Dict[str, Any]:
     """Options of ``python -m templates_mining`` (project, region, job name come from dataflow_config)."""
+    repo = p.get("repo_dir") or REPO_DIR
     options = {
         **_common_options(p),
         "queries": p["queries"],
         "text_field": p.get("query_text_field") or "text",
         "output": library,
-        "setup_file": f"{p.get('repo_dir') or REPO_DIR}/setup.py",
+        "setup_file": f"{repo}/setup.py",
         # Installed before the sdist: CPU-only torch, not PyPI's with gigabytes of CUDA wheels.
-        "requirements_file": f"{p.get('repo_dir') or REPO_DIR}/deploy/dataflow/requirements-cpu-workers.txt",
+        "requirements_file": f"{repo}/deploy/dataflow/requirements-cpu-workers.txt",
         "requirements_cache": "skip",
         "machine_type": p.get("mining_machine_type") or "n2-standard-8",
         "max_num_workers": int(p.get("mining_max_workers") or 20),

@@ -22,6 +22,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipeline.job import create_pipeline
+    from transforms.run_report import submitted_job_id
 
     args = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -31,7 +32,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     result = pipeline.run()
-    job_id = result.job_id() if getattr(result, "has_job", False) else None  # none: a template was written
+    job_id = submitted_job_id(result)  # None when the launcher asked for a template file
     print(f"Submitted the pipeline job{f' {job_id}' if job_id else ''}; not waiting (Flex Template launch).")
     return 0
 
