@@ -21,7 +21,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): setup.py | $(BIN)/python
+$(STAMP): setup.py requirements-nlp.txt | $(BIN)/python
+	$(BIN)/pip install -q --no-deps --require-hashes -r requirements-nlp.txt
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 

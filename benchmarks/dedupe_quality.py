@@ -40,7 +40,7 @@ from templates_mining.normalize import normalize_batch  # noqa: E402
 from templates_mining.options import MiningOptions  # noqa: E402
 from transforms.job_options import job_flags  # noqa: E402
 from templates_mining.template_dedupe import dedupe_vector  # noqa: E402
-from templates_mining.template_format import normalize_template  # noqa: E402
+from transforms.template_format import normalize_template  # noqa: E402
 from transforms.embedding import embed_texts, load_embedding_model  # noqa: E402
 
 

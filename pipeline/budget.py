@@ -1,5 +1,6 @@
-"""The token-budget stage: per document, keep a seeded random subset of pairs whose tokens fit
-in the document's own token count (METHOD.md §1.4), so the output never outweighs its source."""
+"""The token-budget stage: per document, keep one pair per distinct answer and at most
+``max_pairs`` pairs (its best matches first), then a seeded random subset of them whose tokens
+fit in the document's own token count (METHOD.md §1.4), so the output never outweighs its source."""
 from __future__ import annotations
 
 from typing import Optional
@@ -14,9 +15,10 @@ from transforms.records import Filtered
 
 
 class _BudgetFn(beam.DoFn):
-    def __init__(self, embedding_model: str, tokenizer: Optional[str], seed: int, rollover: bool, stage: str):
+    def __init__(self, embedding_model: str, tokenizer: Optional[str], seed: int, rollover: bool, stage: str,
+                 max_pairs: int = 0):
         self._model, self._tokenizer, self._seed = embedding_model, tokenizer, seed
-        self._rollover, self._stage = rollover, stage
+        self._rollover, self._stage, self._max_pairs = rollover, stage, max_pairs
 
     def setup(self):
         self._tok = load_tokenizer(self._tokenizer, self._model)
@@ -31,6 +33,23 @@ class _BudgetFn(beam.DoFn):
         drafts = sorted(drafts, key=lambda d: d.match.template_id)  # input order must not matter
         c = self._counters
         c.inc_in(len(drafts))
+        # The document's best matches first (score, then template id: stable on reruns). A pair
+        # whose answer an earlier one already gives asks the same thing again ("who did X play
+        # for", "who does X play for"): one is enough.
+        ranked, answers = [], set()
+        for draft in sorted(drafts, key=lambda d: (-d.match.score, d.match.template_id)):
+            reason = ("same_answer" if draft.answer in answers
+                      else "over_pair_cap" if self._max_pairs and len(ranked) >= self._max_pairs else None)
+            if reason is None:
+                ranked.append(draft)
+                answers.add(draft.answer)
+                continue
+            c.filtered(reason)
+            yield beam.pvalue.TaggedOutput(FILTERED, Filtered(
+                self._stage, reason, f"{draft.accounting_text()} ({reason.replace('_', ' ')})", doc_id))
+        drafts = sorted(ranked, key=lambda d: d.match.template_id)
+        if not drafts:
+            return
         tokens = [count_tokens(self._tok, pair_text(d.instruction, d.answer)) for d in drafts]
         budget = drafts[0].num_tokens
         if self._carry is not None:
@@ -57,9 +76,9 @@ class TokenBudget(beam.PTransform):
     """PairDraft per (document, template) -> the drafts kept within each document's budget."""
 
     def __init__(self, embedding_model: str, tokenizer: Optional[str] = None, seed: int = 0,
-                 rollover: bool = False, stage: str = "budget"):
+                 rollover: bool = False, stage: str = "budget", max_pairs: int = 0):
         super().__init__()
-        self._fn = _BudgetFn(embedding_model, tokenizer, seed, rollover, stage)
+        self._fn = _BudgetFn(embedding_model, tokenizer, seed, rollover, stage, max_pairs)
 
     def expand(self, drafts):
         return (drafts

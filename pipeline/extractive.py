@@ -1,53 +1,86 @@
-"""The ``extractive`` instantiator: fills a template's ``<fi>`` tags and answers from the document.
+"""The ``extractive`` instantiator: fills a template's ``<fi>`` slots and answers from one sentence.
 
 Deterministic and CPU-only, so the whole system runs with no generative model. It does what
-the released instantiator is trained to do, with retrieval instead of generation:
+the released instantiator is trained to do, with reading instead of generation, and declines
+(the released model's ``null``) whenever it cannot do it well:
 
-* each tag is filled with a span of the document (a name, a number with its unit, a short
-  noun phrase) whose embedding is closest to the tag's description, looking first in the
-  region of the document around the chunk that retrieved the template;
-* the answer is the passage (consecutive sentences) of that region most similar to the
-  filled instruction, written in the compact excerpt format
-  ``<excerpt>first words<...>last words</excerpt>`` that the expansion stage resolves;
-* ``None`` (the ``null`` of the released model) when a tag or the answer has no
-  sufficiently similar span: the template does not fit the document.
+* it reads what the template asks (:mod:`pipeline.request_kind`): requests to write or
+  transform text have no extractive answer and are declined; a question fixes the words the
+  answer must say (its frame: "formed" in "when did <fi>a band</fi> form") and, from its
+  question word, the kind of thing the answer must name ("when" -> a date);
+* it looks for the *answering sentence* first: a prose sentence near the chunk that retrieved
+  the template, that holds the frame words, most similar to the request. Headings and lines
+  without a full stop are never answers; a sentence opening with "it", "he", "however", ... is
+  taken with the sentence before it (same paragraph) or not at all;
+* it fills every slot from that sentence (or the one before it): a whole named entity whose
+  label fits the slot's type (:mod:`transforms.slot_types`: "a US state" -> a GPE on the list
+  of US states), or, for kinds with no entity label ("a medical condition"), a whole noun
+  phrase whose meaning is close to the description. spaCy's English pipeline finds both. Slots
+  are disambiguated by the template's own words around them ("played <fi>a character</fi>"
+  takes the name after "played"); no two slots name the same thing;
+* the answer is the sentence(s), whole, in the compact excerpt format
+  ``<excerpt>first words<...>last words</excerpt>`` that the expansion stage resolves; it must
+  hold the answer's kind (a date for "when") besides the fills, define the fill for "what is",
+  and be similar enough to the filled request.
 
-``encode(texts) -> float32 [n, d] unit vectors`` is passed in, so the logic is pure and
+So the request's premise comes from the same sentence as its answer: fills cannot contradict
+it. ``encode(texts) -> float32 [n, d] unit vectors`` is passed in, so the logic is pure and
 testable with any embedding function.
 """
 from __future__ import annotations
 
 import re
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from functools import lru_cache
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from pipeline.late_chunking import LateChunker
-from templates_mining.query_filter import STOPWORDS
-from templates_mining.template_format import TAG_RE
+from pipeline.request_kind import Request, content_stems, read_request, stem
+from transforms.slot_types import SlotType, base_description, fits, slot_type
+from transforms.template_format import TAG_RE
+from transforms.words import STOPWORDS
 
 Encode = Callable[[Sequence[str]], np.ndarray]
 
 _SENTENCE_END_RE = re.compile(
     r"(?<![ .][A-Z]\.)(?<!\b(?:Mr|Ms|Dr|St|Jr|Sr|vs|No)\.)(?<!\bMrs\.)(?<!\b(?:e\.g|i\.e)\.)"
     r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
-_TOKEN_RE = re.compile(r"[^\W_](?:(?:[\w'’.-]|,(?=\d{3}))*[^\W_])?", re.UNICODE)
-_JOINERS = frozenset({"of", "the", "de", "and", "for", "on", "in", "van", "von", "la", "du", "da"})
-SPECIFIC_BONUS = 0.05
-"""Added to the similarity of names and numbers: a tag asks for an instance, not a category."""
-SHORTLIST = 8
-MAX_SPAN_TOKENS = 6
-MAX_SPANS = 200
-MAX_SENTENCES = 60
+_WORD_RE = re.compile(r"[^\W_](?:[\w'’-]*[^\W_])?", re.UNICODE)
+_PROSE_END_RE = re.compile(r"[.!?][\"'”’)\]]*$")
+#: Openings that lean on the sentence before: the answer then starts one sentence earlier.
+DEPENDENT_OPENINGS = frozenset("""it its this these they their them he his she her that those such both
+however also thus therefore instead moreover furthermore nevertheless meanwhile additionally hence still
+then later afterwards there here another other""".split())
+_COPULA_RE = re.compile(r"^\s*(?:\([^)]*\)\s*,?\s*)?(?:,[^,]{0,80},\s*)?(?:(?:is|are|was|were)\s+(?:also\s+)?"
+                        r"(?:a|an|the|one|any)\b|refers\s+to\b|means\b)", re.I)
+_CAUSE_RE = re.compile(r"\b(?:because|due to|as a result|in order to|since|so that|caused|led to|owing to|"
+                       r"thanks to|result of)\b", re.I)
+_ARTICLE_RE = re.compile(r"^(?:the|a|an)\s+", re.I)
+#: Words that make a noun phrase an amount, not a thing ("few species", "many countries").
+QUANTIFIERS = frozenset("""few many several some most all other others various such each every certain numerous
+both more less much any no own same different main possible common general particular typical similar new
+first last following""".split())
+REGION_BONUS = 0.1
+"""Added to the similarity of sentences in the retrieving chunk's region (METHOD.md §1.2: the
+chunk that found a template predicts where the answer lies)."""
+MIN_PROSE_WORDS = 6
+LEAD_SENTENCES = 3   # where a document introduces what it is about
+MAX_FILL_TOKENS = 6
+ALIGN_WINDOW = 4
 EXCERPT_EDGE_WORDS = 6
 
 
 class ExtractiveConfig(NamedTuple):
-    min_tag_similarity: float = 0.3
-    min_answer_similarity: float = 0.3
+    min_tag_similarity: float = 0.35     # noun-phrase slots: fill vs description cosine
+    min_answer_similarity: float = 0.3   # answer vs filled request cosine
+    min_open_answer_similarity: float = 0.5   # ...when the question fixes no kind of answer
+    max_dependency_distance: int = 2     # fills and answer: edges from a frame word in the parse
+    max_sentence_chars: int = 400        # a longer sentence says too many things to answer one
     max_answer_chars: int = 800
     region_fraction: float = 0.1   # half-width of a local chunk's region (2σ of the pooling)
     min_region_chars: int = 1500
+    sentences_tried: int = 4       # answering-sentence candidates tried per template, best first
 
 
 class Instantiation(NamedTuple):
@@ -55,6 +88,19 @@ class Instantiation(NamedTuple):
     answer: str                   # with <excerpt> markers
     tag_fills: Tuple[str, ...]
     relatedness: float            # cosine of the instruction and the answer passage
+
+
+class NoFit(NamedTuple):
+    """The released model's ``null``, with why (counted in the filtered record's detail)."""
+    reason: str
+
+
+class Span(NamedTuple):
+    """A possible slot fill: a named entity (``label``) or a noun phrase (``label == ""``)."""
+    start: int
+    end: int
+    text: str
+    label: str
 
 
 def sentence_spans(text: str) -> List[Tuple[int, int]]:
@@ -83,69 +129,6 @@ def region(text_len: int, focus: int, chunk: int, cfg: ExtractiveConfig) -> Tupl
     return max(0, focus - half), min(text_len, focus + half)
 
 
-def candidate_spans(text: str, sentences: Sequence[Tuple[int, int]]) -> List[Tuple[int, int]]:
-    """Spans that could fill a tag: capitalised names, numbers with a following word, and
-    runs of 1-3 content words (every occurrence, each span once, in document order)."""
-    seen, out = set(), []
-
-    def add(s: int, e: int) -> None:
-        if (s, e) not in seen:
-            seen.add((s, e))
-            out.append((s, e))
-
-    for s0, e0 in sentences:
-        toks = [(m.start() + s0, m.end() + s0, m.group(0)) for m in _TOKEN_RE.finditer(text[s0:e0])]
-
-        def joined(a: int, b: int) -> bool:  # only spaces between two tokens: one phrase
-            return text[toks[a][1]:toks[b][0]].isspace()
-
-        i = 0
-        while i < len(toks):  # capitalised runs, joiners allowed inside
-            if toks[i][2][0].isupper() and toks[i][2].casefold() not in STOPWORDS:
-                j = i
-                while j + 1 < len(toks) and j + 1 - i < MAX_SPAN_TOKENS and joined(j, j + 1) and (
-                        toks[j + 1][2][0].isupper()
-                        or (toks[j + 1][2] in _JOINERS and j + 2 < len(toks) and toks[j + 2][2][0].isupper())):
-                    j += 1
-                add(toks[i][0], toks[j][1])
-                i = j + 1
-            else:
-                i += 1
-        for k, (s, e, w) in enumerate(toks):
-            if any(ch.isdigit() for ch in w):
-                add(s, e)
-                if k + 1 < len(toks) and joined(k, k + 1) and toks[k + 1][2].isalpha() and toks[k + 1][2].casefold() not in STOPWORDS:
-                    add(s, toks[k + 1][1])
-            elif w.casefold() not in STOPWORDS and len(w) > 2:
-                end = k
-                while end + 1 < len(toks) and end - k < 2 and joined(end, end + 1) \
-                        and toks[end + 1][2].casefold() not in STOPWORDS \
-                        and not any(ch.isdigit() for ch in toks[end + 1][2]):
-                    end += 1
-                    add(s, toks[end][1])
-                add(s, e)
-    return out
-
-
-def _stem(word: str) -> str:
-    w = word.casefold().replace(".", "")
-    if len(w) > 4 and w.endswith("ies"):
-        return w[:-3] + "y"
-    return w[:-1] if len(w) > 3 and w.endswith("s") else w
-
-
-def _content_stems(text: str) -> set:
-    return {_stem(w) for w in _TOKEN_RE.findall(text) if w.casefold() not in STOPWORDS}
-
-
-def _is_specific(span_text: str) -> bool:
-    return span_text[:1].isupper() or any(ch.isdigit() for ch in span_text)
-
-
-def _inside(spans: Sequence[Tuple[int, int]], lo: int, hi: int) -> List[int]:
-    return [i for i, (s, e) in enumerate(spans) if s >= lo and e <= hi]
-
-
 def excerpt_marker(passage: str) -> str:
     """The compact ``<excerpt>`` form of a verbatim passage (verbatim when it is short)."""
     words = passage.split()
@@ -155,38 +138,46 @@ def excerpt_marker(passage: str) -> str:
             f"{' '.join(words[-EXCERPT_EDGE_WORDS:])}</excerpt>")
 
 
-class DocumentView:
-    """One document's sentences and tag candidates, and their vectors.
+def first_word(text: str) -> str:
+    m = _WORD_RE.search(text)
+    return m.group(0).casefold() if m else ""
 
-    With a :class:`LateChunker` (the job's path) the vectors are late-chunked from the
+
+class DocumentView:
+    """One document's sentences, their vectors and their parses, computed on demand and cached.
+
+    With a :class:`LateChunker` (the job's path) sentence vectors are late-chunked from the
     document's token embeddings, and only the embedded part of the document (``covered``
-    characters) is used. Without one they are encoded on demand with ``encode``, only for
-    the regions asked for, and cached for every template matched to the document.
+    characters) is used. Without one they are encoded with ``encode``. Sentences are parsed
+    (entities, noun phrases) only when a template asks about them, with ``nlp`` (spaCy).
     """
 
-    def __init__(self, text: str, encode: Encode, chunker: Optional[LateChunker] = None):
+    def __init__(self, text: str, encode: Encode, chunker: Optional[LateChunker] = None, nlp=None):
         self.text = text
         self._encode = encode
         self._chunker = chunker
+        self._nlp = nlp
         self.covered = min(len(text), chunker.covered) if chunker is not None else len(text)
         self.sentences = [(s, e) for s, e in sentence_spans(text) if e <= self.covered]
-        self.spans = candidate_spans(text, self.sentences)
-        self._vecs: Dict[Tuple[str, int], np.ndarray] = {}
+        self._vecs: Dict[int, np.ndarray] = {}
+        self._stems: Dict[int, frozenset] = {}
+        self._spans: Dict[int, List[Span]] = {}
+        self._docs: Dict[int, object] = {}
+        self._postings: Optional[Dict[str, List[int]]] = None
+        self._lead: Optional[Dict[str, str]] = None
 
-    def _vectors(self, kind: str, items: Sequence[Tuple[int, int]], idx: Sequence[int]) -> np.ndarray:
-        if self._chunker is not None:
-            return self._chunker.vectors([items[i] for i in idx])
-        missing = [i for i in idx if (kind, i) not in self._vecs]
-        if missing:
-            for i, v in zip(missing, self._encode([self.text[items[i][0]:items[i][1]] for i in missing])):
-                self._vecs[(kind, i)] = v
-        return np.stack([self._vecs[(kind, i)] for i in idx])
+    def sentence_text(self, i: int) -> str:
+        s, e = self.sentences[i]
+        return self.text[s:e]
 
     def sentence_vectors(self, idx: Sequence[int]) -> np.ndarray:
-        return self._vectors("sentence", self.sentences, idx)
-
-    def span_vectors(self, idx: Sequence[int]) -> np.ndarray:
-        return self._vectors("span", self.spans, idx)
+        if self._chunker is not None:
+            return self._chunker.vectors([self.sentences[i] for i in idx])
+        missing = [i for i in idx if i not in self._vecs]
+        if missing:
+            for i, v in zip(missing, self._encode([self.sentence_text(i) for i in missing])):
+                self._vecs[i] = v
+        return np.stack([self._vecs[i] for i in idx])
 
     def range_vector(self, start: int, end: int) -> np.ndarray:
         """The vector of any ``[start, end)`` of the text (not cached)."""
@@ -194,124 +185,519 @@ class DocumentView:
             return self._chunker.vectors([(start, end)])[0]
         return self._encode([self.text[start:end]])[0]
 
+    def stems(self, i: int) -> frozenset:
+        if i not in self._stems:
+            self._stems[i] = content_stems(self.sentence_text(i))
+        return self._stems[i]
 
-def nearest_inside(items: Sequence[Tuple[int, int]], lo: int, hi: int, focus: int, cap: int) -> List[int]:
-    """Indices of the items inside ``[lo, hi)``, at most ``cap`` of those nearest ``focus``, in
-    document order: bounds the work per region however long the document is."""
-    inside = _inside(items, lo, hi)
-    if len(inside) > cap:
-        inside = sorted(sorted(inside, key=lambda i: (abs((items[i][0] + items[i][1]) // 2 - focus), i))[:cap])
-    return inside
+    def sentences_with(self, words: Sequence[str], need: int) -> List[int]:
+        """Sentences holding at least ``need`` of the stems ``words`` (an index built once)."""
+        if self._postings is None:
+            self._postings = {}
+            for i in range(len(self.sentences)):
+                for w in self.stems(i):
+                    self._postings.setdefault(w, []).append(i)
+        if need <= 0:
+            return list(range(len(self.sentences)))
+        counts: Dict[int, int] = {}
+        for w in set(words):
+            for i in self._postings.get(w, ()):
+                counts[i] = counts.get(i, 0) + 1
+        return sorted(i for i, n in counts.items() if n >= need)
+
+    def is_prose(self, i: int) -> bool:
+        """A full sentence: ends like one, has enough words, starts with a capital, digit or quote."""
+        t = self.sentence_text(i)
+        return bool(_PROSE_END_RE.search(t)) and len(t.split()) >= MIN_PROSE_WORDS and (
+            t[:1].isupper() or t[:1].isdigit() or t[:1] in "\"'“(")
+
+    def leans_back(self, i: int) -> bool:
+        """Opens with a pronoun or connective that needs the sentence before."""
+        return first_word(self.sentence_text(i)) in DEPENDENT_OPENINGS
+
+    def same_paragraph(self, i: int, j: int) -> bool:
+        return "\n" not in self.text[self.sentences[i][1]:self.sentences[j][0]]
+
+    def spans(self, idx: Sequence[int]) -> List[Span]:
+        """Named entities and noun phrases of the given sentences (parsed once, in one batch).
+
+        An entity's label is the one it has where the document introduces it (its first
+        sentences): the small model labels a bare surname inconsistently ("Bell" an
+        organization mid-article, a person in "Alexander Graham Bell" at the start)."""
+        if self._lead is None:
+            self._lead = {}
+            lead = list(range(min(LEAD_SENTENCES, len(self.sentences))))
+            self._parse(lead)
+            for i in lead:
+                for ent in self._docs[i].ents:
+                    self._lead.setdefault(ent.text, ent.label_)
+                    if ent.label_ == "PERSON":
+                        for t in ent:
+                            if t.text[:1].isupper():
+                                self._lead.setdefault(t.text, "PERSON")
+        self._parse(idx)
+        return [sp._replace(label=self._lead.get(sp.text, sp.label)) if sp.label else sp
+                for i in idx for sp in self._spans[i]]
+
+    def _parse(self, idx: Sequence[int]) -> None:
+        missing = [i for i in idx if i not in self._spans]
+        if missing:
+            if self._nlp is None:
+                from transforms.nlp import load_nlp
+
+                self._nlp = load_nlp()
+            for i, doc in zip(missing, self._nlp.pipe([self.sentence_text(i) for i in missing])):
+                self._spans[i] = fill_spans(doc, self.sentences[i][0])
+                self._docs[i] = doc
+
+    def parse(self, text: str):
+        """A parse of any short text (the filled request), with the document's pipeline."""
+        if self._nlp is None:
+            from transforms.nlp import load_nlp
+
+            self._nlp = load_nlp()
+        return self._nlp(text)
+
+    def tokens(self, i: int, start: int, end: int) -> list:
+        """The parsed tokens of sentence ``i`` (parsed by :meth:`spans`) inside ``[start, end)``."""
+        offset = self.sentences[i][0]
+        return [t for t in self._docs[i] if start <= offset + t.idx < end]
+
+    def opening_pronoun(self, i: int) -> list:
+        """The pronoun that opens sentence ``i`` ("He was born ..."), standing for the sentence before."""
+        first = self.tokens(i, self.sentences[i][0], self.sentences[i][1])[:1]
+        return [t for t in first if t.pos_ == "PRON"]
+
+    def first_in_paragraph(self, i: int) -> bool:
+        return i == 0 or not self.same_paragraph(i - 1, i)
+
+    def frame_tokens(self, i: int, frame: Sequence[str]) -> list:
+        """Tokens of sentence ``i`` whose stem is one of the frame's."""
+        wanted = set(frame)
+        return [t for t in self._docs[i] if stem(t.text) in wanted]
 
 
-def fill_tags(template: str, view: DocumentView, lo: int, hi: int, focus: int, encode: Encode,
-              cfg: ExtractiveConfig, describe: Optional[Encode] = None) -> Optional[Tuple[str, Tuple[str, ...]]]:
-    """The template with every tag replaced by a span of the region; ``None`` when a tag has
-    no span similar enough to its description. Repeated identical tags get the same fill.
+def fill_spans(doc, offset: int) -> List[Span]:
+    """A parsed sentence's possible fills: its named entities (but ordinals) and its noun phrases
+    without leading determiners or possessives, headed by a noun, at most ``MAX_FILL_TOKENS``."""
+    out: List[Span] = []
+    seen = set()
+    for ent in doc.ents:
+        if ent.label_ == "ORDINAL" or len(ent) > MAX_FILL_TOKENS or not ent.text.strip():
+            continue
+        out.append(Span(offset + ent.start_char, offset + ent.end_char, ent.text, ent.label_))
+        seen.add((ent.start_char, ent.end_char))
+    for chunk in doc.noun_chunks:
+        toks = list(chunk)
+        while toks and (toks[0].pos_ in ("DET", "PRON", "PART") or toks[0].tag_ in ("PRP$", "WDT", "WP", "POS")):
+            toks.pop(0)
+        if not toks or len(toks) > MAX_FILL_TOKENS or toks[-1].pos_ not in ("NOUN", "PROPN"):
+            continue
+        start, end = toks[0].idx, toks[-1].idx + len(toks[-1])
+        text = doc.text[start:end]
+        if (start, end) in seen or all(t.is_stop or not t.is_alpha for t in toks) or toks[0].lower_ in QUANTIFIERS:
+            continue
+        label = next((e.label_ for e in doc.ents if e.start_char == start and e.end_char == end), "")
+        out.append(Span(offset + start, offset + end, text, label))
+    return out
 
-    The view's span vectors (late-chunked, so cheap and in context) shortlist the
-    ``SHORTLIST`` spans nearest each description; the shortlisted texts are then encoded on
-    their own, as the description is, and that similarity must reach ``min_tag_similarity``.
-    Among those, the fill whose in-context vector is closest to the region's content wins
-    (score = description similarity + span/region similarity): the fill must both fit the
-    tag and be about this passage.
-    """
-    tags = list(TAG_RE.finditer(template))
-    idx = list({view.text[view.spans[i][0]:view.spans[i][1]].casefold(): i
-                for i in reversed(nearest_inside(view.spans, lo, hi, focus, MAX_SPANS))}.values())[::-1]
-    if not tags or not idx:
-        return None
-    descriptions = list(dict.fromkeys(m.group(1).strip() for m in tags))
-    span_texts = [view.text[view.spans[i][0]:view.spans[i][1]] for i in idx]
-    bonus = np.array([SPECIFIC_BONUS if _is_specific(t) else 0.0 for t in span_texts])
-    desc_vecs = (describe or encode)(descriptions)
-    span_vecs = view.span_vectors(idx)
-    coarse = desc_vecs @ span_vecs.T + bonus[None, :]       # [descriptions, region spans]
-    fit = span_vecs @ _region_vector(view, lo, hi, focus)   # [region spans]
-    # A span that repeats the description's own words names the category, not an instance
-    # ("a US state" -> "U.S. state"): never a fill.
-    span_stems = [_content_stems(t) for t in span_texts]
-    eligible = []
-    for d, desc in enumerate(descriptions):
-        stems = _content_stems(desc)
-        pool = [j for j in range(len(idx)) if not (span_stems[j] & stems)]
-        eligible.append(sorted(pool, key=lambda j: (-coarse[d, j], j))[:SHORTLIST])
-    short = sorted({j for pool in eligible for j in pool})
-    if not short:
-        return None
-    exact = dict(zip(short, (desc_vecs @ encode([span_texts[j] for j in short]).T).T))  # j -> [descriptions]
-    fills: Dict[str, str] = {}
-    used = set()
-    for d, desc in enumerate(descriptions):
-        pool = [j for j in eligible[d] if exact[j][d] + bonus[j] >= cfg.min_tag_similarity
-                and span_texts[j].casefold() not in used]
+
+def _overlaps(a: Span, b: Span) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def _same_thing(a: Span, b: Span) -> bool:
+    """Two fills that name the same thing: overlapping, or sharing a content word."""
+    return _overlaps(a, b) or bool(content_stems(a.text) & content_stems(b.text))
+
+
+def _slot_contexts(template: str) -> Dict[str, Tuple[frozenset, frozenset]]:
+    """Per slot description: stems of the two literal content words before and after its first use."""
+    out: Dict[str, Tuple[frozenset, frozenset]] = {}
+    for m in TAG_RE.finditer(template):
+        desc = m.group(1).strip()
+        if desc in out:
+            continue
+        before = [w for w in _WORD_RE.findall(TAG_RE.sub(" ", template[:m.start()])) if w.casefold() not in STOPWORDS]
+        after = [w for w in _WORD_RE.findall(TAG_RE.sub(" ", template[m.end():])) if w.casefold() not in STOPWORDS]
+        out[desc] = (frozenset(stem(w) for w in before[-2:]), frozenset(stem(w) for w in after[:2]))
+    return out
+
+
+_CLAUSE_EDGE_RE = re.compile(r"[.!?;\n]")
+
+
+def _alignment(view: DocumentView, sp: Span, context: Tuple[frozenset, frozenset]) -> float:
+    """How many of the slot's neighbouring template words stand next to ``sp`` in its own
+    sentence, plus a half for a span that opens its sentence (what the sentence is about)."""
+    before_text = _CLAUSE_EDGE_RE.split(view.text[max(0, sp.start - 60):sp.start])[-1]
+    after_text = _CLAUSE_EDGE_RE.split(view.text[sp.end:sp.end + 60])[0]
+    before = [stem(w) for w in _WORD_RE.findall(before_text)][-ALIGN_WINDOW:]
+    after = [stem(w) for w in _WORD_RE.findall(after_text)][:ALIGN_WINDOW]
+    opens = not _ARTICLE_RE.sub("", before_text.strip())
+    return len(context[0] & set(before)) + len(context[1] & set(after)) + (0.5 if opens else 0.0)
+
+
+def assign_fills(template: str, descs: Sequence[str], types: Sequence[SlotType], spans: Sequence[Span],
+                 view: DocumentView, describe: Encode, encode: Encode,
+                 cfg: ExtractiveConfig) -> Optional[Dict[str, Span]]:
+    """One distinct span per slot description, or ``None`` when a slot has no fitting span."""
+    contexts = _slot_contexts(template)
+    fills: Dict[str, Span] = {}
+    for desc, st in zip(descs, types):
+        desc_stems = content_stems(base_description(desc))
+        pool = [sp for sp in spans if fits(st, sp.text, sp.label)
+                and not (content_stems(sp.text) & desc_stems)          # names the kind, not an instance
+                and not any(_same_thing(sp, u) for u in fills.values())]
         if not pool:
             return None
-        best = max(pool, key=lambda j: (exact[j][d] + bonus[j] + fit[j], -j))
-        used.add(span_texts[best].casefold())
-        fills[desc] = span_texts[best]
-    return _render(template, fills), tuple(fills[d] for d in descriptions)
+        sims = np.zeros(len(pool))
+        if st.noun_phrase:
+            sims = encode([sp.text for sp in pool]) @ describe([base_description(desc)])[0]
+            keep = [k for k in range(len(pool)) if pool[k].label or sims[k] >= cfg.min_tag_similarity]
+            pool, sims = [pool[k] for k in keep], sims[keep]
+            if not pool:
+                return None
+        scores = [(_alignment(view, sp, contexts[desc]) + float(sims[k]), -sp.start) for k, sp in enumerate(pool)]
+        fills[desc] = pool[max(range(len(pool)), key=lambda k: scores[k])]
+    return fills
 
 
-def _render(template: str, fills: Dict[str, str]) -> str:
-    """Tags with a fill replaced by it; the others by their description's words."""
-    return TAG_RE.sub(lambda m: fills.get(m.group(1).strip(), m.group(1).strip()), template)
+def reads_well(template: str, fills: Dict[str, str]) -> bool:
+    """The filled request repeats no word across a slot's edge ("the <X Islands> islands") or
+    side by side ("who was was", two slots with no word between), and a "did"/"does"/"do"
+    question still has its verb after the fill ("what empires did <X>")."""
+    for m in TAG_RE.finditer(template):
+        fill = fills[m.group(1).strip()].split()
+        before = _WORD_RE.findall(TAG_RE.sub(" ", template[:m.start()]))
+        after = _WORD_RE.findall(TAG_RE.sub(" ", template[m.end():]))
+        if fill and ((after and stem(after[0]) == stem(fill[-1])) or (before and stem(before[-1]) == stem(fill[0]))):
+            return False
+    words = [w.casefold() for w in _WORD_RE.findall(TAG_RE.sub(" SLOT ", template))]
+    if any(a == b for a, b in zip(words, words[1:])):
+        return False    # "who was was ...", two slots side by side
+    aux = next((k for k, w in enumerate(words) if w in ("did", "does", "do")), None)
+    return aux is None or any(w not in ("slot", "the", "a", "an") for w in words[aux + 1:])
 
 
-def _region_sentences(view: DocumentView, lo: int, hi: int, focus: int) -> List[int]:
-    return nearest_inside(view.sentences, lo, hi, focus, MAX_SENTENCES)
+def drop_article_before_names(template: str, fills: Dict[str, "Span"]) -> str:
+    """The template without a literal "the"/"a" right before a slot filled with a name or a title
+    that brings its own article ("who is the <John Galt>", "who wrote the <A Doll's House>")."""
+    def drop(m):
+        sp = fills.get(m.group(2).strip())
+        named = sp is not None and (sp.label in ("PERSON", "GPE", "ORG", "WORK_OF_ART", "FAC", "LOC", "EVENT")
+                                    or _ARTICLE_RE.match(sp.text))
+        return m.group(0)[len(m.group(1)):] if named else m.group(0)
+    return re.sub(r"(\b(?:[Tt]he|[Aa]n?)\s+)<fi>(.*?)</fi>", drop, template)
 
 
-def _region_vector(view: DocumentView, lo: int, hi: int, focus: int) -> np.ndarray:
-    idx = _region_sentences(view, lo, hi, focus)
-    if not idx:
-        return np.zeros(0)
-    v = view.sentence_vectors(idx).mean(axis=0)
-    return v / (np.linalg.norm(v) or 1.0)
+def fix_articles(instruction: str) -> str:
+    """"a" before a vowel sound and "an" before a consonant, as the fills made them."""
+    return re.sub(r"\b([Aa])(n?) (?=(\w))",
+                  lambda m: m.group(1) + ("n" if m.group(3).lower() in "aeiou" else "") + " ", instruction)
 
 
-def best_passage(q: np.ndarray, view: DocumentView, lo: int, hi: int, focus: int,
-                 cfg: ExtractiveConfig) -> Optional[Tuple[int, int]]:
-    """``(start, end)`` of the region's consecutive sentences most similar to the instruction
-    vector ``q``."""
-    idx = _region_sentences(view, lo, hi, focus)
-    if not idx:
+def defining_copula(view: DocumentView, i: int, fill: Span) -> Optional[str]:
+    """The copula ("is", "was", ...) when sentence ``i`` opens with the fill (an article aside)
+    and goes on to say what it is ("X is a ...", "X (1884-1942) was a ..."); else ``None``."""
+    s, _ = view.sentences[i]
+    if _ARTICLE_RE.sub("", view.text[s:fill.start]).strip():
         return None
-    sims = view.sentence_vectors(idx) @ q
-    best = int(np.argmax(sims))
-    if sims[best] < cfg.min_answer_similarity:
+    m = _COPULA_RE.match(view.text[fill.end:fill.end + 160])
+    if not m:
         return None
-    first = last = best
-    chars = lambda a, b: view.sentences[idx[b]][1] - view.sentences[idx[a]][0]  # noqa: E731
-    threshold = sims[best] - 0.15
-    while True:  # grow towards the more similar neighbour while it stays relevant and short
-        options = []
-        if first > 0 and idx[first - 1] == idx[first] - 1 and sims[first - 1] >= threshold:
-            options.append((sims[first - 1], first - 1, last))
-        if last + 1 < len(idx) and idx[last + 1] == idx[last] + 1 and sims[last + 1] >= threshold:
-            options.append((sims[last + 1], first, last + 1))
-        options = [o for o in options if chars(o[1], o[2]) <= cfg.max_answer_chars]
-        if not options:
-            break
-        _, first, last = max(options)
-    return view.sentences[idx[first]][0], view.sentences[idx[last]][1]
+    verb = re.search(r"\b(is|are|was|were)\b", m.group(0), re.I)
+    return verb.group(1).lower() if verb else "is"
+
+
+def render(template: str, fills: Dict[str, str]) -> str:
+    """The template with every slot replaced by its fill."""
+    return TAG_RE.sub(lambda m: fills[m.group(1).strip()], template)
+
+
+def with_descriptions(template: str) -> str:
+    """The template read aloud: each slot replaced by its description (what it asks, in words)."""
+    return TAG_RE.sub(lambda m: base_description(m.group(1)), template)
+
+
+@lru_cache(maxsize=200_000)
+def template_fit(template: str) -> Optional[str]:
+    """Why this instantiator declines a template whatever the document (``None``: it may fit).
+
+    A property of the template alone, so the match stage skips such templates before they
+    become drafts: no slot (``no_slots``), a slot of no kind (``untyped_slot``), a request to
+    produce text or a keyword search (``generative_request``, ``keywords_request``), or a
+    question with no kind of answer or no frame word to check a sentence against
+    (``open_question``: "what structures are in <fi>X</fi>", "who is <fi>X</fi> and what did he
+    do"), which could not tell an answer from a sentence on the same topic.
+    """
+    descs = list(dict.fromkeys(m.group(1).strip() for m in TAG_RE.finditer(template)))
+    if not descs:
+        return "no_slots"
+    if any(slot_type(base_description(d)) is None for d in descs):
+        return "untyped_slot"
+    request = read_request(template)
+    if request.kind in ("generative", "keywords"):
+        return f"{request.kind}_request"
+    if request.kind == "definition":
+        return None
+    if (not request.frame and not request.where) or (not request.answer_labels and not request.why):
+        return "open_question"
+    return None
+
+
+def usable_template(template: str) -> bool:
+    """For the match stage: whether :func:`template_fit` lets this template through."""
+    return template_fit(template) is None
+
+
+def frame_needed(frame: Sequence[str]) -> int:
+    """How many of a frame's words a sentence must hold: all of one or two, one fewer per three."""
+    return len(frame) - len(frame) // 3
+
+
+def frame_in_document(template: str, document_stems: frozenset) -> bool:
+    """For the match stage: whether the document holds enough of the template's frame words
+    for any of its sentences to (a cheap superset of the instantiator's own check)."""
+    frame = read_request(template).frame
+    return len(document_stems.intersection(frame)) >= frame_needed(frame)
 
 
 def instantiate(template: str, view: DocumentView, focus: int, chunk: int, encode: Encode,
-                cfg: ExtractiveConfig = ExtractiveConfig(), describe: Optional[Encode] = None) -> Optional[Instantiation]:
-    """Fill and answer ``template`` from the document in ``view``; ``None`` when it does not fit.
-    ``describe`` encodes tag descriptions (default ``encode``): callers may cache it."""
+                cfg: ExtractiveConfig = ExtractiveConfig(),
+                describe: Optional[Encode] = None) -> Union[Instantiation, NoFit]:
+    """Fill and answer ``template`` from the document in ``view``, or say why it does not fit.
+    ``describe`` encodes descriptions and templates (default ``encode``): callers may cache it."""
+    describe = describe or encode
+    declined = template_fit(template)
+    if declined is not None:
+        return NoFit(declined)
+    descs = list(dict.fromkeys(m.group(1).strip() for m in TAG_RE.finditer(template)))
+    types = [slot_type(base_description(d)) for d in descs]
+    request = read_request(template)
+    # The retrieving chunk's region is preferred, the whole embedded document searched.
     lo, hi = region(view.covered, min(focus, view.covered), chunk, cfg)
-    filled = fill_tags(template, view, lo, hi, focus, encode, cfg, describe)
-    if filled is None:
+    idx = [i for i in view.sentences_with(request.frame, frame_needed(request.frame)) if view.is_prose(i)]
+    if not idx:
+        return NoFit("frame_not_in_document")
+    sims = view.sentence_vectors(idx) @ describe([with_descriptions(template)])[0]
+    sims = sims + np.array([REGION_BONUS if lo <= view.sentences[i][0] < hi else 0.0 for i in idx])
+    tried = [idx[k] for k in sorted(range(len(idx)), key=lambda k: (-sims[k], idx[k]))[:cfg.sentences_tried]]
+    view.spans(sorted({j for i in tried for j in (i - 1, i) if j >= 0}))    # parse them in one batch
+    for i in tried:
+        found = _answer_from(template, descs, types, request, view, i, encode, describe, cfg)
+        if found is not None:
+            return found
+    return NoFit("no_answering_sentence")
+
+
+def tree_distance(a, b) -> int:
+    """Edges between two tokens of one dependency parse (a large number across sentences)."""
+    up = {t.i: k for k, t in enumerate([a] + list(a.ancestors))}
+    for k, t in enumerate([b] + list(b.ancestors)):
+        if t.i in up and t.doc is a.doc:
+            return k + up[t.i]
+    return 99
+
+
+def _near(view: DocumentView, i: int, sp: Span, anchors: Sequence, limit: int) -> bool:
+    """Whether span ``sp`` is within ``limit`` dependency edges of one of the ``anchors`` tokens of
+    sentence ``i``; a span in the sentence before stands for the pronoun that opens sentence ``i``."""
+    toks = view.tokens(i, sp.start, sp.end) or view.opening_pronoun(i)
+    return any(tree_distance(t, a) <= limit for t in toks for a in anchors)
+
+
+def span_root(tokens: Sequence):
+    """The token of a span whose head lies outside it (its syntactic head)."""
+    inside = {t.i for t in tokens}
+    return next((t for t in tokens if t.head.i not in inside or t.head.i == t.i), tokens[0])
+
+
+def path_to_frame(tokens: Sequence, frame: Sequence[str], limit: int) -> Optional[Tuple[str, ...]]:
+    """Dependency labels from a span's head up to the nearest ancestor that is a frame word,
+    prepositions named, ending with that word's part of speech and voice ("X was born":
+    ``("nsubjpass", "VERB:passive")``; "born to X": ``("pobj", "prep:to", "VERB:passive")``),
+    or ``None``."""
+    if not tokens:
         return None
-    instruction, fills = filled
+    t, labels = span_root(tokens), []
+    wanted = set(frame)
+    for _ in range(limit):
+        if t.head.i == t.i:
+            return None
+        labels.append(f"{t.dep_}:{t.lower_}" if t.dep_ in ("prep", "agent") else t.dep_)
+        t = t.head
+        if stem(t.text) in wanted:
+            pos = "VERB" if t.pos_ == "AUX" else t.pos_
+            if pos == "VERB" and any(c.dep_ in ("auxpass", "nsubjpass") for c in t.children):
+                pos = "VERB:passive"
+            return tuple(labels) + (pos,)
+    return None
+
+
+def wh_phrase(doc) -> list:
+    """The tokens of the request's nominal question word ("who", "what teams", "which city"),
+    or none for adverbial ones ("when", "where", "how many")."""
+    for t in doc:
+        if t.tag_ in ("WP", "WP$", "WDT") and t.lower_ in ("who", "whom", "what", "which"):
+            return [t, t.head] if t.dep_ == "det" else [t]
+        if t.tag_ == "WRB":
+            return []
+    return []
+
+
+def fix_agreement(doc) -> str:
+    """The request with the verb agreement real queries often get wrong and a slot fill can
+    break: "when did X died" -> "when did X die", "where do X die" -> "where does X die" (X singular)."""
+    out = [t.text_with_ws for t in doc]
+    for t in doc:
+        if t.lower_ in ("did", "does", "do") and t.dep_ == "aux" and t.head.i > t.i:
+            verb = t.head
+            if verb.tag_ in ("VBD", "VBZ", "VBN") and verb.lemma_:
+                out[verb.i] = verb.lemma_ + verb.whitespace_
+            subjects = [c for c in verb.children if c.dep_ in ("nsubj", "nsubjpass")]
+            if t.lower_ == "do" and subjects and subjects[0].tag_ in ("NNP", "NN"):
+                out[t.i] = ("Does" if t.text[0].isupper() else "does") + t.whitespace_
+    return "".join(out)
+
+
+def well_formed(doc) -> bool:
+    """A filled request that parses as one sentence around a verb, with no unattached word."""
+    roots = [t for t in doc if t.dep_ == "ROOT"]
+    return len(roots) == 1 and roots[0].pos_ in ("VERB", "AUX") and not any(t.dep_ == "dep" for t in doc)
+
+
+def same_roles(request_doc, fills: Dict[str, "Span"], frame: Sequence[str], view: DocumentView, i: int,
+               limit: int) -> bool:
+    """Each fill stands to the frame word in the document sentence as it does in the request:
+    "when was <X> born" (X the subject of "born") is answered by "X was born ...", not by
+    "... was born to X"; "who founded <X>" by "... founded X", not by "X founded ..."."""
+    text = request_doc.text
+    for sp in fills.values():
+        at = text.find(sp.text)
+        asked = [t for t in request_doc if at <= t.idx < at + len(sp.text)] if at >= 0 else []
+        want = path_to_frame(asked, frame, limit)
+        if want is None or path_to_frame(view.tokens(i, sp.start, sp.end) or view.opening_pronoun(i), frame,
+                                         limit) != want:
+            return False
+    return True
+
+
+_ABSOLUTE_DATE_RE = re.compile(r"\d|\b(?:january|february|march|april|may|june|july|august|september|october|"
+                                r"november|december|century|centuries|millennium|dynasty|era|age)\b", re.I)
+_AGE_RE = re.compile(r"\b(?:age|aged|old)\b", re.I)
+_LOCATIVE = frozenset({"in", "at", "near", "on", "from", "within", "outside", "across", "throughout", "into"})
+
+
+def _locates(view: DocumentView, i: int, fills: Sequence[Span], place: Sequence) -> bool:
+    """The (first) fill is the subject of the clause that the place's preposition hangs on
+    ("X is located in Y", "X lies in Y")."""
+    toks = view.tokens(i, fills[0].start, fills[0].end) or view.opening_pronoun(i)
+    if not toks or not place:
+        return False
+    subject = span_root(toks)
+    verb = span_root(place).head.head        # place -> "in" -> the verb (or noun) it hangs on
+    return subject.dep_ in ("nsubj", "nsubjpass") and (subject.head.i == verb.i or verb.head.i == subject.head.i)
+
+
+def _after_locative(view: DocumentView, i: int, sp: Span) -> bool:
+    """A place named after "in", "at", "near", ... (where something is), not just mentioned."""
+    toks = view.tokens(i, sp.start, sp.end)
+    return bool(toks) and span_root(toks).head.lower_ in _LOCATIVE
+
+
+def _copular(t) -> bool:
+    """A token that is an argument (subject or attribute) of a form of "be"."""
+    return t.dep_ in ("nsubj", "attr") and t.head.lemma_ == "be"
+
+
+def _copular_pair(answer, anchor) -> bool:
+    """``answer`` and ``anchor`` name the same thing: the two sides of one "be", or apposed."""
+    if _copular(answer) and _copular(anchor) and answer.head.i == anchor.head.i and answer.i != anchor.i:
+        return True
+    return (answer.dep_ == "appos" and answer.head.i == anchor.i) or (anchor.dep_ == "appos" and anchor.head.i == answer.i)
+
+
+def _answer_from(template: str, descs: Sequence[str], types: Sequence[SlotType], request: Request,
+                 view: DocumentView, i: int, encode: Encode, describe: Encode,
+                 cfg: ExtractiveConfig) -> Optional[Instantiation]:
+    """The instantiation whose answer is sentence ``i`` (with the one before when it leans back)."""
+    ctx = [i]
+    if view.leans_back(i):
+        if i == 0 or not view.same_paragraph(i - 1, i) or not view.is_prose(i - 1) or view.leans_back(i - 1):
+            return None
+        ctx = [i - 1, i]
+    start, end = view.sentences[ctx[0]][0], view.sentences[i][1]
+    if end - start > cfg.max_answer_chars or view.sentences[i][1] - view.sentences[i][0] > cfg.max_sentence_chars:
+        return None
+    if request.why and not _CAUSE_RE.search(view.text[start:end]):
+        return None
+    spans = view.spans(ctx)
+    fills = assign_fills(template, descs, types, spans, view, describe, encode, cfg)
+    if fills is None:
+        return None
+    used = list(fills.values())
+    # Fills and answer must be about the frame, not just in its sentence: each within a few
+    # dependency edges of a frame word ("Wilkerson presided" does not answer "when was
+    # Wilkerson convicted" though "convicted" is in the sentence).
+    anchors = view.frame_tokens(i, request.frame)
+    if request.frame:
+        # one frame word that every fill hangs on (its subject, object, modifier)
+        anchors = [a for a in anchors if all(_near(view, i, sp, [a], cfg.max_dependency_distance) for sp in used)]
+        if not anchors:
+            return None
+    texts = {d: sp.text for d, sp in fills.items()}
+    if not reads_well(template, texts):
+        return None
+    instruction = fix_articles(render(drop_article_before_names(template, fills), texts))
+    parsed = view.parse(instruction)
+    if not well_formed(parsed):
+        return None
+    instruction = fix_agreement(parsed)
+    if request.frame and not same_roles(parsed, fills, request.frame, view, i, cfg.max_dependency_distance + 1):
+        return None
+    if request.answer_labels:
+        asked = content_stems(instruction)     # the answer is something the request does not already say
+        near = anchors or [t for u in used for t in view.tokens(i, u.start, u.end)]
+        # "who founded X": the answer stands where "who" stands (the subject of "founded")
+        wh = wh_phrase(parsed)
+        wh_path = path_to_frame(wh, request.frame, cfg.max_dependency_distance + 1)
+        copular = bool(wh) and wh_path is None and _copular(span_root(wh))
+        if wh and wh_path is None and not (copular and anchors):
+            return None     # the question word does not hang on a frame word: no place to look for the answer
+
+        def answers(sp: Span) -> bool:
+            if sp.label not in request.answer_labels or any(_same_thing(sp, u) for u in used) \
+                    or content_stems(sp.text) <= asked or not _near(view, i, sp, near, cfg.max_dependency_distance):
+                return False
+            toks = view.tokens(i, sp.start, sp.end)
+            if request.where and not _after_locative(view, i, sp):
+                return False
+            if request.where and not request.frame and not _locates(view, i, used, toks):
+                return False        # "where is X": X is what the sentence locates, not a place named in it
+            if request.counted and not (toks and span_root(toks).dep_ in ("nummod", "quantmod")
+                                        and stem(span_root(toks).head.text) == request.counted):
+                return False        # "how many games": a number of games ("1,000 NHL games")
+            if request.when and sp.label == "DATE" and (not _ABSOLUTE_DATE_RE.search(sp.text)
+                                                         or _AGE_RE.search(sp.text)):
+                return False        # "a month after", "at the age of 72": not when
+            if copular:     # "what is the capital of X": "Lisbon is the capital ...", "the capital, Lisbon"
+                return bool(toks) and any(_copular_pair(span_root(toks), a) for a in anchors)
+            return not wh or path_to_frame(toks, request.frame, cfg.max_dependency_distance + 1) == wh_path
+
+        if not any(answers(sp) for sp in spans):
+            return None
+    if request.kind == "definition":
+        copula = defining_copula(view, ctx[0], used[0]) if view.first_in_paragraph(ctx[0]) else None
+        if copula is None or (used[0].label == "PERSON") != request.about_person:
+            return None
+        if request.about_person and len(used[0].text.split()) < 2:
+            return None     # a person is introduced by full name; one word labelled a person is often not one
+        # the request's tense and number follow the document's ("who were X" -> "who was X")
+        instruction = re.sub(r"\b(is|are|was|were)\b", copula, instruction, count=1)
     q = encode([instruction])[0]
-    passage = best_passage(q, view, lo, hi, focus, cfg)
-    if passage is None:
+    relatedness = float(np.clip(view.range_vector(start, end) @ q, -1.0, 1.0))
+    open_question = not request.answer_labels and request.kind != "definition"
+    if relatedness < (cfg.min_open_answer_similarity if open_question else cfg.min_answer_similarity):
         return None
-    text = view.text[passage[0]:passage[1]]
-    if len(text) > cfg.max_answer_chars:  # one very long sentence: cut at a word boundary
-        text = text[:cfg.max_answer_chars].rsplit(" ", 1)[0]
-    relatedness = float(np.clip(view.range_vector(passage[0], passage[0] + len(text)) @ q, -1.0, 1.0))
-    return Instantiation(instruction, excerpt_marker(text), fills, relatedness)
+    return Instantiation(instruction, excerpt_marker(view.text[start:end]), tuple(sp.text for sp in used), relatedness)

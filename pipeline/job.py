@@ -18,8 +18,9 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.budget import TokenBudget
+from pipeline.template_cap import TemplateCap
 from pipeline.documents import DedupeDocuments, DocumentFields, ReadDocuments, document_format, length_filter
-from pipeline.extractive import ExtractiveConfig
+from pipeline.extractive import ExtractiveConfig, frame_in_document, usable_template
 from pipeline.match import LibraryRef, check_library_matches
 from pipeline.model_steps import INSTANTIATOR_SCHEMA, instantiator_prompt, judge_parser, judge_prompt, parse_instantiation
 from pipeline.options import DocumentPipelineOptions
@@ -34,10 +35,10 @@ from transforms.record_io import WriteJsonl, WriteSortedShards
 from transforms.template_library import read_manifest
 
 STAGES = ("read", "filter_documents", "dedupe_documents", "embed", "match", "instantiate", "expand",
-          "judge", "budget", "write")
+          "judge", "budget", "template_cap", "write")
 CHAIN = (("read", "filter_documents"), ("filter_documents", "dedupe_documents"), ("dedupe_documents", "embed"),
          ("embed", "match"), (f"match{SEP}pairs", "instantiate"), ("instantiate", "expand"),
-         ("expand", "judge"), ("judge", "budget"), ("budget", "write"))
+         ("expand", "judge"), ("judge", "budget"), ("budget", "template_cap"), ("template_cap", "write"))
 
 PAIR_SCHEMA = pa.schema([
     ("pair_id", pa.string()), ("doc_id", pa.string()), ("template_id", pa.string()), ("template", pa.string()),
@@ -72,7 +73,9 @@ def embedding_device(opts: argparse.Namespace) -> Optional[str]:
 def instantiate_step(opts: argparse.Namespace) -> beam.PTransform:
     """PairDraft -> instantiated PairDraft on ``--instantiator`` (outputs out, filtered, dead_letters)."""
     if opts.instantiator == "extractive":
-        extractive = ExtractiveConfig(opts.min_tag_similarity, opts.min_answer_similarity, opts.max_answer_chars)
+        extractive = ExtractiveConfig(min_tag_similarity=opts.min_tag_similarity,
+                                      min_answer_similarity=opts.min_answer_similarity,
+                                      max_answer_chars=opts.max_answer_chars)
         return accounted_map("instantiate", ExtractiveInstantiateStep(opts.embedding_model, extractive,
                                                                       embedding_device(opts)))
     config = generation_config(opts, opts.instantiator, opts.instantiator_model, opts.instantiator_max_tokens,
@@ -126,7 +129,8 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
     library = p | "LibraryRef" >> beam.Create([LibraryRef(opts.templates.rstrip("/"), manifest)])
     matched = embedded.out | "Match" >> accounted_map(
         "match", MatchStep(opts.embedding_model, opts.top_k, opts.match_threshold, opts.templates_per_document,
-                           opts.tag_distribution, opts.seed, embedding_device(opts)),
+                           opts.tag_distribution, opts.seed, embedding_device(opts), opts.match_temperature,
+                           *((usable_template, frame_in_document) if opts.instantiator == "extractive" else ())),
         beam.pvalue.AsSingleton(library))
     # No reshuffle here: documents were spread over workers by the dedupe's grouping, and
     # embed -> match -> instantiate stay fused, so the drafts of one document are processed
@@ -137,8 +141,9 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
     expanded = instantiated["out"] | "ExpandExcerpts" >> accounted_map("expand", expand_step(opts.min_excerpt_ratio))
     judged = expanded.out | "Judge" >> judge_step(opts)
     kept = judged["out"] | "TokenBudget" >> TokenBudget(opts.embedding_model, opts.budget_tokenizer, opts.seed,
-                                                     opts.budget_rollover)
-    _ = (kept.out
+                                                     opts.budget_rollover, max_pairs=opts.max_pairs_per_document)
+    capped = kept.out | "TemplateCap" >> TemplateCap(opts.max_template_share)
+    _ = (capped.out
          | "CountWriteIn" >> beam.Map(count_stage("write", "in"))
          | "ToRecord" >> beam.Map(pair_record, backends)
          | "CountWriteOut" >> beam.Map(count_stage("write", "out"))
@@ -147,7 +152,7 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
     dead = [read[DEAD], sized.dead_letters, embedded.dead_letters, matched.dead_letters,
             instantiated[DEAD], expanded.dead_letters, judged[DEAD]]
     filtered = [sized.filtered, unique.filtered, matched.filtered, instantiated[FILTERED], expanded.filtered,
-                judged[FILTERED], kept.filtered]
+                judged[FILTERED], kept.filtered, capped.filtered]
     _ = dead | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteJsonl(
         f"{out}/dead_letters/dead_letters", num_shards=1)
     _ = filtered | "AllFiltered" >> beam.Flatten() | "WriteFiltered" >> WriteJsonl(

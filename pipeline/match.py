@@ -5,13 +5,15 @@ cosine threshold are candidates (a template found by several vectors keeps its b
 and that vector as its chunk). A seeded weighted sample without replacement then picks
 ``templates_per_document`` of them, each weighted ``target(b) / count(b)`` for its tag-count
 bucket ``b``, so the tag counts of the sample follow the target distribution as closely as
-the candidates allow instead of the retriever's bias towards short templates.
+the candidates allow instead of the retriever's bias towards short templates, and weighted by
+its match score (``exp((score - best) / temperature)``), so the draw stays among the
+document's best matches instead of anything above the threshold.
 """
 from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -75,10 +77,12 @@ def seeded_rng(seed: int, key: str) -> np.random.Generator:
 
 
 def sample_templates(cands: Sequence[Candidate], num_tags: Sequence[int], dist: Dict[int, float],
-                     n: int, rng: np.random.Generator) -> List[Candidate]:
+                     n: int, rng: np.random.Generator, temperature: float = 0.0) -> List[Candidate]:
     """Weighted sample of ``n`` candidates without replacement (Efraimidis–Spirakis keys
-    ``u^(1/w)``), ``w = target(bucket) / candidates in bucket``; zero-weight candidates are
-    never drawn. Returned by descending key (the draw order)."""
+    ``u^(1/w)``), ``w = target(bucket) / candidates in bucket``, times
+    ``exp((score - best score) / temperature)`` when ``temperature > 0``, so a better match
+    is likelier to be drawn (a candidate ``temperature`` below the best is e times less
+    likely); zero-weight candidates are never drawn. Returned by descending key (draw order)."""
     if n < 1 or not cands:
         return []
     buckets = [bucket(num_tags[i], dist) for i in range(len(cands))]
@@ -86,6 +90,9 @@ def sample_templates(cands: Sequence[Candidate], num_tags: Sequence[int], dist: 
     for b in buckets:
         counts[b] = counts.get(b, 0) + 1
     weights = np.array([dist.get(b, 0.0) / counts[b] for b in buckets])
+    if temperature > 0:
+        scores = np.array([c.score for c in cands])
+        weights = weights * np.exp((scores - scores.max()) / temperature)
     u = rng.random(len(cands))
     keys = np.full(len(cands), -np.inf)
     positive = weights > 0
@@ -150,14 +157,24 @@ def check_library_matches(manifest: dict, model_name: str, info: Optional[dict] 
 
 
 def match_document(vectors: np.ndarray, doc_key: str, lib: LoadedLibrary, dist: Dict[int, float],
-                   top_k: int, threshold: float, n: int, seed: int) -> List[Candidate]:
-    """The sampled candidates for one document; ``Rejected('no_candidate_templates')`` when none."""
+                   top_k: int, threshold: float, n: int, seed: int, temperature: float = 0.0,
+                   usable: Optional[Sequence[bool]] = None,
+                   fits: Optional[Callable[[int], bool]] = None) -> List[Candidate]:
+    """The sampled candidates for one document; ``Rejected('no_candidate_templates')`` when none.
+    ``usable[row]``: whether the instantiator can use that template at all; ``fits(row)``:
+    whether it may fit this document (both default to yes)."""
     rows, scores = lib.library.search(vectors, k=top_k)
     cands = candidates(rows, scores, threshold)
+    if usable is not None:
+        cands = [c for c in cands if usable[c.row]]
+    if fits is not None:
+        cands = [c for c in cands if fits(c.row)]
     if not cands:
         best = float(np.max(scores)) if scores.size else float("nan")
-        raise Rejected("no_candidate_templates", f"best cosine {best:.3f} <= threshold {threshold}")
-    picked = sample_templates(cands, [lib.num_tags[c.row] for c in cands], dist, n, seeded_rng(seed, doc_key))
+        raise Rejected("no_candidate_templates", f"best cosine {best:.3f} <= threshold {threshold}, "
+                                                 "or no template above it the instantiator can use")
+    picked = sample_templates(cands, [lib.num_tags[c.row] for c in cands], dist, n, seeded_rng(seed, doc_key),
+                              temperature)
     if not picked:
         raise Rejected("no_candidate_templates", "no candidate has a tag count the target distribution allows")
     return picked

@@ -10,7 +10,9 @@ from transforms.generation import MODEL_BACKENDS
 
 INSTANTIATOR_PROMPTS = ("json", "json_with_instructions", "paper")
 
-DEFAULT_MATCH_THRESHOLD = 0.30
+DEFAULT_MATCH_THRESHOLD = 0.05
+DEFAULT_MATCH_TEMPERATURE = 0.02
+DEFAULT_TEMPLATES_PER_DOCUMENT = 400
 """Cosine (MiniLM description vs Gaussian-pooled document vector) above which a template is a
 candidate; calibrated on the shared Wikipedia articles (docs/benchmarks.md, "match threshold")."""
 
@@ -52,12 +54,20 @@ class DocumentPipelineOptions(PipelineOptions):
                             "servers (vllm) when every worker has a GPU.")
 
         m = parser.add_argument_group("matching")
-        m.add_argument("--top_k", type=int, default=20, help="Templates retrieved per retrieval vector.")
+        m.add_argument("--top_k", type=int, default=400, help="Templates retrieved per retrieval vector.")
         m.add_argument("--match_threshold", type=float, default=DEFAULT_MATCH_THRESHOLD,
                        help="Cosine above which a retrieved template is a candidate (model-specific: the "
                             "paper's 0.865 is for its BGE-M3 model).")
-        m.add_argument("--templates_per_document", type=int, default=6,
-                       help="Templates sampled per document from its candidates.")
+        m.add_argument("--templates_per_document", type=int, default=DEFAULT_TEMPLATES_PER_DOCUMENT,
+                       help="Templates sampled per document from its candidates and tried by the instantiator "
+                            "(the extractive one declines most: it keeps a template only when a sentence "
+                            "answers it; a model instantiator needs fewer, e.g. the paper's 6).")
+        m.add_argument("--max_pairs_per_document", type=int, default=6,
+                       help="Most pairs kept per document (its best-matching templates first), before the "
+                            "token budget; 0 = no cap.")
+        m.add_argument("--match_temperature", type=float, default=DEFAULT_MATCH_TEMPERATURE,
+                       help="How strongly the sample prefers a document's best matches: a candidate this much "
+                            "cosine below the best is e times less likely to be drawn (0 = ignore the score).")
         m.add_argument("--tag_distribution", default="library",
                        help="Target distribution of <fi> tag counts among sampled templates: 'library' "
                             "(the library's templates weighted by source queries) or e.g. '1:0.4,2:0.3,3:0.2,4:0.1' "
@@ -80,11 +90,12 @@ class DocumentPipelineOptions(PipelineOptions):
                        help="Model backends: 'json' sends the user message {instruction_template, document} "
                             "alone (as the released model is fed); 'json_with_instructions' adds the "
                             "paper's instructions as a system message; 'paper' sends the paper-style prompt.")
-        g.add_argument("--min_tag_similarity", type=float, default=0.3,
-                       help="extractive: a tag is filled only by a document span at least this similar "
-                            "to the tag's description; otherwise the template does not fit (null).")
+        g.add_argument("--min_tag_similarity", type=float, default=0.35,
+                       help="extractive: a slot whose kind has no entity label (a condition, a food) is "
+                            "filled only by a noun phrase at least this similar to its description.")
         g.add_argument("--min_answer_similarity", type=float, default=0.3,
-                       help="extractive: null when no passage is at least this similar to the instruction.")
+                       help="extractive: null when no answering sentence is at least this similar to the "
+                            "filled instruction.")
         g.add_argument("--max_answer_chars", type=int, default=800,
                        help="extractive: longest answer excerpt, in characters.")
         g.add_argument("--min_excerpt_ratio", type=float, default=0.8,
@@ -100,6 +111,9 @@ class DocumentPipelineOptions(PipelineOptions):
                        help="vllm: a server flag for the judge's server only, after --vllm_arg (repeatable), "
                             "e.g. max-model-len=4096 (its prompt holds one instruction and answer).")
         g.add_argument("--min_score", type=int, default=4, help="Keep pairs the judge scores at least this.")
+        g.add_argument("--max_template_share", type=float, default=0.01,
+                       help="Most of a run's pairs one template may make (its best matches kept; at least 3 "
+                            "per template), so a frame that fits every document cannot crowd out the rest.")
         g.add_argument("--budget_tokenizer", default=None,
                        help="Tokenizer counting tokens for the per-document budget (HF name or dir; "
                             "default: the embedding model's).")

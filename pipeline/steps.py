@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 from pipeline.excerpts import check_excerpt_share, expand_excerpts
-from pipeline.extractive import DocumentView, ExtractiveConfig, instantiate
+from pipeline.extractive import DocumentView, ExtractiveConfig, NoFit, instantiate
 from pipeline.gaussian_pooling import DocumentEmbedder
 from pipeline.late_chunking import LateChunker
 from pipeline.judge import heuristic_score
 from pipeline.match import (LibraryRef, check_library_matches, library_tag_distribution, loaded_library,
                             match_document, parse_tag_distribution)
 from pipeline.records import Document, EmbeddedDocument, PairDraft, TemplateMatch
-from templates_mining.template_format import TAG_RE
+from pipeline.request_kind import content_stems
 from transforms.accounting import Rejected
 from transforms.embedding import embed_texts, load_embedding_model, model_info
+from transforms.nlp import load_nlp
+from transforms.template_format import TAG_RE
 
 
 def load_tokenizer(name: Optional[str], embedding_model: str):
@@ -68,18 +70,23 @@ class MatchStep:
     """(EmbeddedDocument, LibraryRef) -> (EmbeddedDocument, [TemplateMatch]) sampled templates."""
 
     def __init__(self, model: str, top_k: int, threshold: float, templates_per_document: int,
-                 tag_distribution: str, seed: int, device: Optional[str] = None):
+                 tag_distribution: str, seed: int, device: Optional[str] = None, temperature: float = 0.0,
+                 usable: Optional[Callable[[str], bool]] = None,
+                 fits_document: Optional[Callable[[str, frozenset], bool]] = None):
         if top_k < 1 or templates_per_document < 1:
             raise ValueError("top_k and templates_per_document must be >= 1")
+        if temperature < 0:
+            raise ValueError("--match_temperature must be >= 0")
         if tag_distribution != "library":
             parse_tag_distribution(tag_distribution)  # fail at construction, not on a worker
         self.model, self.top_k, self.threshold = model, top_k, threshold
         self.n, self.tag_distribution, self.seed = templates_per_document, tag_distribution, seed
-        self.device = device
+        self.device, self.temperature, self.usable, self.fits_document = device, temperature, usable, fits_document
 
     def setup(self):
         self._info = model_info(load_embedding_model(self.model, self.device))
         self._dist: Dict[str, Dict[int, float]] = {}
+        self._usable: Dict[str, Optional[List[bool]]] = {}
 
     def __call__(self, edoc: EmbeddedDocument, ref: LibraryRef):
         lib = loaded_library(ref)
@@ -88,11 +95,20 @@ class MatchStep:
             self._dist[ref.path] = (library_tag_distribution(lib.num_tags, lib.weights)
                                     if self.tag_distribution == "library"
                                     else parse_tag_distribution(self.tag_distribution))
+            self._usable[ref.path] = [self.usable(t) for t in lib.templates] if self.usable else None
         vectors = np.frombuffer(edoc.vectors, dtype=np.float32).reshape(len(edoc.chunk_centres), -1)
         picked = match_document(vectors, edoc.document.doc_id, lib, self._dist[ref.path],
-                                self.top_k, self.threshold, self.n, self.seed)
+                                self.top_k, self.threshold, self.n, self.seed, self.temperature,
+                                self._usable[ref.path], self._fits(lib, edoc.document.text))
         return edoc, [TemplateMatch(lib.template_ids[c.row], lib.templates[c.row], lib.descriptions[c.row],
                                     lib.num_tags[c.row], c.chunk, round(c.score, 6)) for c in picked]
+
+
+    def _fits(self, lib, text: str) -> Optional[Callable[[int], bool]]:
+        if self.fits_document is None:
+            return None
+        stems = content_stems(text)
+        return lambda row: self.fits_document(lib.templates[row], stems)
 
 
 def to_drafts(matched) -> List[PairDraft]:
@@ -121,6 +137,7 @@ class ExtractiveInstantiateStep:
     def setup(self):
         st = load_embedding_model(self.model, self.device)
         self._encode = lambda texts: embed_texts(st, texts, batch_size=64)
+        self._nlp = load_nlp()
         self._views: "OrderedDict[str, DocumentView]" = OrderedDict()
         self._descriptions: "OrderedDict[str, np.ndarray]" = OrderedDict()
 
@@ -141,7 +158,7 @@ class ExtractiveInstantiateStep:
         view = self._views.get(draft.doc_id)
         if view is None or view.text != draft.document:
             chunker = LateChunker(draft.token_vectors) if draft.token_vectors is not None else None
-            view = DocumentView(draft.document, self._encode, chunker)
+            view = DocumentView(draft.document, self._encode, chunker, self._nlp)
             self._views[draft.doc_id] = view
             while len(self._views) > self.CACHE_DOCUMENTS:
                 self._views.popitem(last=False)
@@ -151,8 +168,8 @@ class ExtractiveInstantiateStep:
     def __call__(self, draft: PairDraft) -> PairDraft:
         result = instantiate(draft.match.template, self._view(draft), draft.focus, draft.match.chunk,
                              self._encode, self.cfg, describe=self._describe)
-        if result is None:
-            raise Rejected("template_incompatible", "the document cannot fill the template (null)")
+        if isinstance(result, NoFit):
+            raise Rejected("template_incompatible", f"the document cannot fill the template (null): {result.reason}")
         return draft._replace(instruction=result.instruction, answer=result.answer, token_vectors=None,
                               relatedness=round(result.relatedness, 6))
 

@@ -15,13 +15,14 @@ import apache_beam as beam
 
 from templates_mining.exact_dedupe import content_id
 from templates_mining.genericize_rules import genericize
-from templates_mining.query_filter import words
-from templates_mining.template_format import TAG_RE, normalize_template, validate_template
+from transforms.words import words
+from transforms.template_format import TAG_RE, normalize_template, validate_template
 from templates_mining.templatizer_prompt import (TEMPLATIZER_SYSTEM_PROMPT, build_templatizer_messages,
                                                  parse_templatizer_output)
 from transforms.accounting import Rejected, accounted_map
 from transforms.generation import MODEL_BACKENDS, GenerationConfig, GenerativeStep, Generated
 from transforms.records import QueryCluster, Template
+from transforms.slot_types import UNTYPED, base_description
 
 STAGE = "genericize"
 
@@ -35,10 +36,19 @@ def template_from_cluster(cluster: QueryCluster, common_words: FrozenSet[str]) -
     """Pure: genericize the representative and carry weight and provenance.
 
     A template with no literal word left (all tags, e.g. a query in a script the rules do
-    not read) says nothing about what is asked: filtered as ``no_literal_text``.
+    not read) says nothing about what is asked: filtered as ``no_literal_text``; one with no
+    slot (nothing in the query names a specific thing) as ``nothing_specific``. A slot whose
+    kind could not be read ("a specific topic") is filtered as ``untyped_slot``: an
+    instantiator could only guess what fills it.
     """
     template, description = genericize(cluster.representative.text, common_words)
-    return template_record(cluster, template, description)
+    if template.strip() and not TAG_RE.search(template):
+        raise Rejected("nothing_specific", "no span of the query names a specific entity or detail")
+    record = template_record(cluster, template, description)
+    untyped = [d for d in TAG_RE.findall(template) if base_description(d).casefold() in UNTYPED]
+    if untyped:
+        raise Rejected("untyped_slot", f"no kind of thing found for {untyped[0]!r} in {template!r}"[:300])
+    return record
 
 
 def template_from_output(generated: Generated) -> Template:

@@ -19,7 +19,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
 
-from templates_mining.template_format import CLOSE, OPEN, render_with_descriptions
+from templates_mining.slot_typing import Slot, type_slots
+from transforms.nlp import load_nlp
+from transforms.template_format import CLOSE, OPEN, render_with_descriptions
 
 #: At most this many tags per template; the closest tags are merged beyond it.
 MAX_TAGS = 10
@@ -258,6 +260,9 @@ _MEASURE_WORDS = frozenset({"long", "old", "far", "big", "tall", "high", "often"
 _CODE_HINTS = frozenset({"code", "function", "program", "script", "class", "method", "algorithm", "api",
                          "bug", "compile", "debug", "implement", "implementation", "library", "regex",
                          "query", "sql", "app", "website", "server", "database"})
+# Descriptions given by form (patterns, pasted material): spaCy's reading keeps them.
+_FORM_DESCRIPTIONS = frozenset(d for _, d in _FORM_PATTERNS) | {CODE, PASSAGE, MATH, QUOTED, "a quoted passage",
+                                                                 "a table of data"}
 _GENERIC_DESCRIPTIONS = frozenset({TOPIC, ENTITY, MERGED, NUMBER, IDENTIFIER, "a quantity", PASSAGE,
                                    QUOTED, "a quoted passage"})
 
@@ -1105,7 +1110,7 @@ def genericize(text: str, common_words: Optional[FrozenSet[str]] = None) -> Tupl
 
     ``common_words``: extra lowercase words (frequent across the whole query set) that count
     as frame words. Deterministic; a query with no word or number yields a template with no
-    tag, which :func:`templates_mining.template_format.validate_template` rejects.
+    tag, which :func:`transforms.template_format.validate_template` rejects.
     """
     text = text.strip()
     common = common_words or frozenset()
@@ -1124,6 +1129,11 @@ def genericize(text: str, common_words: Optional[FrozenSet[str]] = None) -> Tupl
             a, b = run
             spans.append(_Span(toks[a].start, toks[b].end, _cue_category(toks, a, b) or TOPIC, "fallback"))
     spans = _cap_tags(sorted(spans), toks, text)
+    if not foreign:     # spaCy's English pipeline reads English only
+        spans = [_Span(sl.start, sl.end, sl.description, "typed")
+                 for sl in type_slots(text, [Slot(sp.start, sp.end, sp.description) for sp in spans], load_nlp(),
+                                      _FORM_DESCRIPTIONS)]
+        spans = _cap_tags(spans, toks, text)
     template = _build_template(text, spans, _numbered(spans))
     return template, _description(template, spans, toks, text)
 

@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Callable, FrozenSet, NamedTuple, Optional, Protocol
 
 from transforms.accounting import Rejected
+from transforms.words import content_words
 
 
 def _read_lines(name_or_path: str) -> list[str]:
@@ -36,18 +37,6 @@ def load_phrases(name_or_path: str) -> FrozenSet[str]:
     return frozenset(_read_lines(name_or_path))
 
 
-STOPWORDS = load_words("stopwords.txt")
-_WORD_RE = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
-
-
-def words(text: str) -> list[str]:
-    """Lowercase alphabetic words of 2+ letters, in order."""
-    return [m.group(0).lower() for m in _WORD_RE.finditer(text)]
-
-
-def content_words(text: str) -> list[str]:
-    """Alphabetic words of 2+ letters that are not function words."""
-    return [w for w in words(text) if w not in STOPWORDS]
 
 
 # --- PII -------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from templates_mining.template_format import normalize_template
+from transforms.template_format import normalize_template
 from transforms.accounting import FILTERED, NAMESPACE, SEP, StageCounters, count_stage
 from transforms.connected_components import ConnectedComponents
 from transforms.records import MAX_EXAMPLES, EmbeddedTemplate, Example, Filtered, Template

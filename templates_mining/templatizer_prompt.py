@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
-from templates_mining.template_format import validate_template
+from transforms.template_format import validate_template
 from transforms.model_output import decode_one_json_value, string_fields
 
 MODEL_NAME = "fineinstructions/query_templatizer"
@@ -72,7 +72,7 @@ def parse_templatizer_output(text: str) -> Tuple[str, str]:
     ``unparseable_output`` (not JSON, truncated, prose before the object), ``trailing_text``
     (anything after the object, e.g. a second object), ``duplicate_key``, ``not_an_object``,
     ``missing_key``, ``wrong_type`` (a value that is not a string), ``empty_value``, or a
-    :func:`~templates_mining.template_format.validate_template` reason.
+    :func:`~transforms.template_format.validate_template` reason.
     """
     template, description = string_fields(decode_one_json_value(text), (TEMPLATE_KEY, DESCRIPTION_KEY))
     validate_template(template, description)

@@ -5,7 +5,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from templates_mining.exact_dedupe import content_id
 from templates_mining.genericize import CommonWords, Genericize, query_words, template_from_cluster
-from templates_mining.template_format import normalize_template
+from transforms.template_format import normalize_template
 from transforms.accounting import InvalidRecord, Rejected
 from transforms.records import Example, QueryCluster, UniqueQuery
 
@@ -16,18 +16,26 @@ def cluster(text, count=3, sources=("a",)):
 
 
 def test_template_carries_weight_and_provenance():
-    t = template_from_cluster(cluster("when was the eiffel tower built", 7, ("nq", "web")), frozenset())
-    assert "<fi>" in t.template and t.weight == 7 and t.sources == ["nq", "web"]
+    q = "when did colombia become independent from spain"
+    t = template_from_cluster(cluster(q, 7, ("nq", "web")), frozenset())
+    assert t.template == "when did <fi>a country #1</fi> become independent from <fi>a country #2</fi>"
+    assert t.weight == 7 and t.sources == ["nq", "web"]
     assert t.template_id == content_id(normalize_template(t.template))
-    assert t.examples == [Example("when was the eiffel tower built", "nq")]
+    assert t.examples == [Example(q, "nq")]
 
 
-def test_only_tags_is_filtered_and_empty_is_dead():
+def test_only_tags_untyped_and_nothing_specific_are_filtered_and_empty_is_dead():
     with pytest.raises(Rejected) as e:
         template_from_cluster(cluster("如何证明拉格朗日中值定理"), frozenset())
     assert e.value.reason == "no_literal_text"
-    with pytest.raises(InvalidRecord):
+    with pytest.raises(Rejected) as e:
+        template_from_cluster(cluster("what is special about starfish tentacles"), frozenset())
+    assert e.value.reason in ("untyped_slot", "nothing_specific")
+    with pytest.raises(Rejected) as e:
         template_from_cluster(cluster("the of and"), frozenset())
+    assert e.value.reason == "nothing_specific"
+    with pytest.raises(InvalidRecord):
+        template_from_cluster(cluster("   "), frozenset())
 
 
 def test_query_words():
@@ -43,5 +51,5 @@ def test_common_words_and_genericize_stage():
         assert_that(common, equal_to([frozenset({"what", "is", "the", "population", "of", "city"})]), label="common")
         res = clusters | Genericize("rules", common)
         assert_that(res.out | beam.combiners.Count.Globally(), equal_to([30]), label="out")
-        assert_that(res.dead_letters | beam.Map(lambda d: (d.stage, d.reason)),
-                    equal_to([("genericize", "no_tags")]), label="dead")
+        assert_that(res.filtered | beam.Map(lambda d: (d.stage, d.reason)),
+                    equal_to([("genericize", "nothing_specific")]), label="filtered")

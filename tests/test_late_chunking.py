@@ -75,12 +75,13 @@ def test_late_chunked_sentences_rank_like_encoded_ones(model):
 
 
 def test_view_with_chunker_uses_only_the_embedded_part(model):
-    text = ("Lisbon is the capital of Portugal. " * 3) + ("Madrid is the capital of Spain. " * 200)
+    text = ("Portugal joined the European Union in 1986. " * 3) + ("Spain joined NATO in 1982. " * 200)
     embedder = DocumentEmbedder(model, max_document_tokens=64)
     chunker = LateChunker(embedder.embed(text, keep_token_vectors=True).token_vectors)
     encode = lambda texts: embed_texts(model, texts)  # noqa: E731
     view = DocumentView(text, encode, chunker)
     assert view.covered == chunker.covered < len(text)
-    assert all(e <= view.covered for _, e in view.sentences + view.spans)
-    result = instantiate("What is the capital of <fi>a country</fi>?", view, 0, 0, encode, ExtractiveConfig())
-    assert result is not None and result.tag_fills[0] in text[:view.covered]
+    assert all(e <= view.covered for _, e in view.sentences)
+    result = instantiate("When did <fi>a country</fi> join the European Union?", view, 0, 0, encode,
+                         ExtractiveConfig())
+    assert result.tag_fills == ("Portugal",) and result.instruction == "When did Portugal join the European Union?"

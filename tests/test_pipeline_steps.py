@@ -343,3 +343,34 @@ def test_write_sorted_shards_auto_shard_count_and_formats(tmp_path):
 def test_write_sorted_shards_bad_settings(kw):
     with pytest.raises(ValueError, match="num_shards must be >= 0"):
         WriteSortedShards("x", SCHEMA, "pair_id", **kw)
+
+
+def test_budget_keeps_one_pair_per_answer_and_caps_pairs_per_document():
+    m = lambda i, score: MATCH._replace(template_id=f"tpl-{i}", score=score)  # noqa: E731
+    same = "Lisbon is the capital of Portugal."
+    drafts = [PairDraft("doc-1", "", 1000, 0, m(0, 0.5), "What is the capital of Portugal?", same),
+              PairDraft("doc-1", "", 1000, 0, m(1, 0.6), "Which city is the capital of Portugal?", same)]
+    drafts += [PairDraft("doc-1", "", 1000, 0, m(i, 0.1 * i), f"Question {i}?", f"Answer number {i}.")
+               for i in range(2, 6)]
+    with TestPipeline() as p:
+        res = p | beam.Create(drafts) | TokenBudget(DEFAULT_EMBEDDING_MODEL, max_pairs=3)
+        assert_that(res.out | beam.Map(lambda d: d.match.template_id),
+                    equal_to(["tpl-1", "tpl-5", "tpl-4"]), label="kept")      # best scores, one per answer
+        assert_that(res.filtered | beam.Map(lambda f: f.reason),
+                    equal_to(["same_answer", "over_pair_cap", "over_pair_cap"]), label="dropped")
+
+
+def test_template_cap_keeps_each_templates_best_pairs():
+    from pipeline.template_cap import TemplateCap, template_cap
+
+    assert template_cap(1000, 0.01, 3) == 10 and template_cap(30, 0.01, 3) == 3
+    drafts = [PairDraft(f"doc-{i}", "", 100, 0, MATCH._replace(score=i / 10), "Q?", f"A {i}.") for i in range(6)]
+    drafts.append(PairDraft("doc-9", "", 100, 0, MATCH._replace(template_id="tpl-2"), "Q2?", "A2."))
+    with TestPipeline() as p:
+        res = p | beam.Create(drafts) | TemplateCap(0.01)
+        assert_that(res.out | beam.Map(lambda d: d.doc_id), equal_to(["doc-3", "doc-4", "doc-5", "doc-9"]),
+                    label="kept")
+        assert_that(res.filtered | beam.Map(lambda f: (f.reason, f.source)),
+                    equal_to([("over_template_share", f"doc-{i}") for i in range(3)]), label="dropped")
+    with pytest.raises(ValueError):
+        TemplateCap(0.0)

@@ -3,11 +3,11 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from templates_mining.query_filter import (FilterConfig, NoHarmFilter, WordListHarmFilter, content_words,
-                                           filter_query, find_pii, luhn_valid, make_harm_filter, query_filter_fn,
-                                           scrub_pii)
+from templates_mining.query_filter import (FilterConfig, NoHarmFilter, WordListHarmFilter, filter_query, find_pii,
+                                           luhn_valid, make_harm_filter, query_filter_fn, scrub_pii)
 from transforms.accounting import Rejected, accounted_map
 from transforms.records import Filtered, Query
+from transforms.words import content_words
 
 CFG = FilterConfig()
 HARM = make_harm_filter("wordlist")

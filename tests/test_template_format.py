@@ -1,7 +1,7 @@
 """The <fi> template format: every validation reason, dedupe normalization, rendering."""
 import pytest
 
-from templates_mining.template_format import (
+from transforms.template_format import (
     TAG_RE, count_tags, normalize_template, render_with_descriptions, validate_template)
 from transforms.accounting import InvalidRecord
 
