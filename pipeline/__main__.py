@@ -1,6 +1,5 @@
 """``python -m pipeline``: thin entry point (see pipeline.job)."""
-import sys
-
 from pipeline.job import main
+from transforms.cli import exit_process
 
-sys.exit(main())
+exit_process(main())

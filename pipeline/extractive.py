@@ -583,9 +583,10 @@ def same_roles(request_doc, fills: Dict[str, "Span"], frame: Sequence[str], view
     return True
 
 
-_ABSOLUTE_DATE_RE = re.compile(r"\d|\b(?:january|february|march|april|may|june|july|august|september|october|"
-                                r"november|december|century|centuries|millennium|dynasty|era|age)\b", re.I)
-_AGE_RE = re.compile(r"\b(?:age|aged|old)\b", re.I)
+_ABSOLUTE_DATE_RE = re.compile(r"\b(?:1\d{3}|20\d\d|\d{1,4}\s*(?:BC|BCE|AD|CE))\b|\b\d{1,4}0s\b|\b(?:january|february|"
+                                r"march|april|may|june|july|august|september|october|november|december|century|"
+                                r"centuries|millennium)\b", re.I)
+_AGE_RE = re.compile(r"\b(?:age|aged|old|seasons?|years?|months?|weeks?|days?)\b(?!\s+(?:of|in)\s|\s+\d)", re.I)
 _LOCATIVE = frozenset({"in", "at", "near", "on", "from", "within", "outside", "across", "throughout", "into"})
 
 
@@ -688,7 +689,10 @@ def _answer_from(template: str, descs: Sequence[str], types: Sequence[SlotType],
         if not any(answers(sp) for sp in spans):
             return None
     if request.kind == "definition":
-        copula = defining_copula(view, ctx[0], used[0]) if view.first_in_paragraph(ctx[0]) else None
+        # the document's (or a section's) opening sentence introduces its subject: "X are the only
+        # Dutch club with ..." deep in an article is a fact about X, not what X is
+        opening = ctx[0] == 0 or (view.first_in_paragraph(ctx[0]) and not view.is_prose(ctx[0] - 1))
+        copula = defining_copula(view, ctx[0], used[0]) if opening else None
         if copula is None or (used[0].label == "PERSON") != request.about_person:
             return None
         if request.about_person and len(used[0].text.split()) < 2:

@@ -1,6 +1,5 @@
 """``python -m templates_mining``: thin entry point (see templates_mining.job)."""
-import sys
-
 from templates_mining.job import main
+from transforms.cli import exit_process
 
-sys.exit(main())
+exit_process(main())

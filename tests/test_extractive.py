@@ -272,3 +272,13 @@ def test_literal_article_dropped_before_a_name():
     assert drop_article_before_names("who is the <fi>a person</fi>", fills) == "who is <fi>a person</fi>"
     assert drop_article_before_names("who wrote the <fi>a book</fi>", fills) == "who wrote <fi>a book</fi>"
     assert drop_article_before_names("how to bake the <fi>a food</fi>", fills) == "how to bake the <fi>a food</fi>"
+
+
+def test_when_needs_a_calendar_date_and_what_is_needs_an_opening_sentence():
+    doc = "Michael Jordan played basketball for Chicago. Michael Jordan retired from basketball after 15 seasons."
+    assert _fill("When did <fi>a person</fi> retire?", doc) == NoFit("no_answering_sentence")   # not when
+    doc = "Michael Jordan played basketball for Chicago. Michael Jordan retired from basketball in 2003."
+    assert _fill("When did <fi>a person</fi> retire?", doc).instruction == "When did Michael Jordan retire?"
+    doc = ("Ajax won many titles in the Netherlands. The club is famous across Europe for its academy.\n"
+           "Amsterdam is the capital of the Netherlands and its largest city.")
+    assert isinstance(_fill("What is <fi>a city or region</fi>?", doc), NoFit)     # a paragraph, not the opening

@@ -33,3 +33,20 @@ def job_main(argv: Optional[Sequence[str]], prog: str, description: str, options
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0 if report["conservation_ok"] else 1
+
+
+def exit_process(code: int) -> None:
+    """Ends a finished job's process with ``code``, skipping native teardown.
+
+    The job's output and report are written and flushed by then; what is left are the static
+    destructors of native libraries (TensorFlow, ScaNN, spaCy's thinc), which can abort the
+    process at interpreter shutdown ("terminate called without an active exception", seen once in
+    `make run` on a fresh clone) and turn a finished run into a failed command.
+    """
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
