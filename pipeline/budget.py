@@ -11,7 +11,6 @@ from apache_beam.metrics import Metrics
 from pipeline.steps import count_tokens, load_tokenizer, pair_text
 from pipeline.token_budget import BudgetRollover, select_within_budget
 from transforms.accounting import FILTERED, NAMESPACE, SEP, StageCounters
-from transforms.records import Filtered
 
 
 class _BudgetFn(beam.DoFn):
@@ -44,9 +43,7 @@ class _BudgetFn(beam.DoFn):
                 ranked.append(draft)
                 answers.add(draft.answer)
                 continue
-            c.filtered(reason)
-            yield beam.pvalue.TaggedOutput(FILTERED, Filtered(
-                self._stage, reason, f"{draft.accounting_text()} ({reason.replace('_', ' ')})", doc_id))
+            yield c.filtered_output(reason, f"{draft.accounting_text()} ({reason.replace('_', ' ')})", doc_id)
         drafts = sorted(ranked, key=lambda d: d.match.template_id)
         if not drafts:
             return
@@ -66,10 +63,9 @@ class _BudgetFn(beam.DoFn):
                 c.inc_out()
                 yield draft
             else:
-                c.filtered("over_token_budget")
-                yield beam.pvalue.TaggedOutput(FILTERED, Filtered(
-                    self._stage, "over_token_budget",
-                    f"{draft.accounting_text()} ({tokens[i]} tokens; document budget {granted})", doc_id))
+                yield c.filtered_output(
+                    "over_token_budget",
+                    f"{draft.accounting_text()} ({tokens[i]} tokens; document budget {granted})", doc_id)
 
 
 class TokenBudget(beam.PTransform):

@@ -15,6 +15,7 @@ A document sentence answers "when did <fi>a band</fi> form" only if it names the
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import FrozenSet, NamedTuple, Tuple
 
 from transforms import nlp
@@ -114,6 +115,7 @@ def content_stems(text: str) -> FrozenSet[str]:
     return frozenset(stem(p) for w in words for p in ([w] + w.split("-") if "-" in w else [w]))
 
 
+@lru_cache(maxsize=200_000)
 def read_request(template: str) -> Request:
     literal = TAG_RE.sub(" \x00 ", template)
     words = [w.casefold() for w in _WORD_RE.findall(literal.replace("\x00", " SLOT "))]

@@ -13,7 +13,6 @@ import math
 import apache_beam as beam
 
 from transforms.accounting import FILTERED, StageCounters
-from transforms.records import Filtered
 
 
 def template_cap(total: int, max_share: float, min_per_template: int) -> int:
@@ -39,11 +38,10 @@ class _CapFn(beam.DoFn):
                 c.inc_out()
                 yield draft
             else:
-                c.filtered("over_template_share")
-                yield beam.pvalue.TaggedOutput(FILTERED, Filtered(
-                    self._stage, "over_template_share",
+                yield c.filtered_output(
+                    "over_template_share",
                     f"{draft.accounting_text()} (template {template_id} already has {cap} pairs of {total})",
-                    draft.doc_id))
+                    draft.doc_id)
 
 
 class TemplateCap(beam.PTransform):

@@ -75,6 +75,11 @@ class StageCounters:
     def filtered(self, reason: str, n: int = 1) -> None:
         self._reason_counter("filtered", reason).inc(n)
 
+    def filtered_output(self, reason: str, text: str, source: str):
+        """Counts one record filtered with ``reason`` and returns it for the ``filtered`` output."""
+        self.filtered(reason)
+        return beam.pvalue.TaggedOutput(FILTERED, Filtered(self.stage, reason, text, source))
+
     def dead(self, reason: str, n: int = 1) -> None:
         self._reason_counter("dead", reason).inc(n)
 
