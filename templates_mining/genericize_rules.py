@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
 
+from templates_mining.request_description import instruction_content, request_content, slot_phrase
 from templates_mining.slot_typing import Slot, type_slots
 from transforms.nlp import load_nlp
 from transforms.template_format import CLOSE, OPEN, render_with_descriptions
@@ -1057,11 +1058,12 @@ def _request_sentence(template: str) -> str:
     return quoted.rstrip(" ?.!:;,")
 
 
-def _description(template: str, spans: List[_Span], toks: List[_Token], text: str) -> str:
-    """Three sentences: document kind and subjects (with the details asked), what the document
-    does for this kind of request, and the request itself with tags rendered as descriptions."""
-    descs = [sp.description for sp in spans]
-    kind = _request_kind(toks, descs, text)
+_INSTRUCTION_KINDS = frozenset({"write", "explain", "list", "transform", "analyze", "answer", "compare", "howto"})
+_NUMERIC_DESCRIPTIONS = frozenset({NUMBER, "a quantity", "a year", "a decade", "a date or period", "a time",
+                                   "a percentage", "an amount of money"})
+
+
+def _document_kind(kind: str, descs: Sequence[str]) -> str:
     specific = [d for d in descs if d not in _GENERIC_DESCRIPTIONS and d in _DOC_KIND]
     # In a long request one incidental tag ("Use UK spelling") does not say what the document is.
     incidental = len(descs) >= 4 and max((specific.count(d) for d in specific), default=0) < 2
@@ -1074,19 +1076,47 @@ def _description(template: str, spans: List[_Span], toks: List[_Token], text: st
         doc_kind = _KIND_DOC[kind]
     elif descs:
         doc_kind = _DOC_KIND.get(descs[0])
-    doc_kind = doc_kind or "an informational article or reference document"
+    return doc_kind or "an informational article or reference document"
 
+
+def _subjects(descs: Sequence[str], limit: int) -> List[str]:
     ordered: List[str] = []
     for d in descs:
         if d not in ordered:
             ordered.append(d)
-    subjects = []
-    for d in ordered[:MAX_SUBJECTS]:
-        subjects.append(f"more than one {d.split(' ', 1)[1]}" if descs.count(d) > 1 and d != MERGED
-                        else _with_specific(d))
-    if len(ordered) > MAX_SUBJECTS:
+    subjects = [f"more than one {d.split(' ', 1)[1]}" if descs.count(d) > 1 and d != MERGED else _with_specific(d)
+                for d in ordered[:limit]]
+    if len(ordered) > limit:
         subjects.append("other specific details")
-    sentence1 = f"{doc_kind[0].upper()}{doc_kind[1:]} about {_join(subjects)}"
+    return subjects
+
+
+def _content(kind: str, template: str, spans: List[_Span], toks: List[_Token], text: str) -> Optional[str]:
+    """What the document must do for this request, from the request's meaning (a verb phrase)."""
+    slots = [(sp.start, sp.end, d) for sp, d in zip(spans, _numbered(spans))]
+    content = request_content(text, slots, load_nlp())
+    if content is None and kind in _INSTRUCTION_KINDS and toks and toks[0].low in _REQUEST_KIND:
+        content = instruction_content(text, slots)
+    if content is None and kind == "keyword" and len(toks) <= 6 and len(set(sp.description for sp in spans)) == 1:
+        focus = _focus_phrases(toks, spans)
+        if focus:
+            content = f"gives the {_join(focus)} for {slot_phrase(spans[0].description, False)}"
+    return content
+
+
+def _description(template: str, spans: List[_Span], toks: List[_Token], text: str, foreign: str = "") -> str:
+    """The document kind, its subjects and what it must say to answer the request ("A biography or
+    profile about a specific person that says what team the person will play for in the year").
+    Requests not rephrased from their meaning (foreign, long or unusual ones) get three assembled
+    sentences: kind and subjects, what such a document does, and the request itself."""
+    descs = [sp.description for sp in spans]
+    kind = _request_kind(toks, descs, text)
+    doc_kind = _document_kind(kind, descs)
+    content = None if foreign or kind in ("code", "math") else _content(kind, template, spans, toks, text)
+    if content:
+        named = [d for d in descs if d not in _NUMERIC_DESCRIPTIONS] or descs
+        return f"{doc_kind[0].upper()}{doc_kind[1:]} about {_join(_subjects(named, 2))} that {content}."
+    sentence1 = f"{doc_kind[0].upper()}{doc_kind[1:]} about {_join(_subjects(descs, MAX_SUBJECTS))}"
     focus = _focus_phrases(toks, spans)
     if focus:
         sentence1 += f", including details on the {_join(focus)}"
@@ -1135,5 +1165,5 @@ def genericize(text: str, common_words: Optional[FrozenSet[str]] = None) -> Tupl
                                       _FORM_DESCRIPTIONS)]
         spans = _cap_tags(spans, toks, text)
     template = _build_template(text, spans, _numbered(spans))
-    return template, _description(template, spans, toks, text)
+    return template, _description(template, spans, toks, text, foreign)
 

@@ -24,6 +24,8 @@ from transforms.slot_types import on_closed_list, slot_type
 #: Descriptions that name no kind: a slot keeps one only when spaCy finds no type either.
 GENERIC = frozenset({"a specific topic", "a specific entity", "specific details", "a person or organization",
                      "a place", "a quoted title or phrase"})
+#: What a guessed name slot is described as: generic, so the template is filtered as untyped.
+UNTYPED_NAME = "a specific entity"
 #: Entity labels that make a slot (ordinal numbers stay literal: "the first").
 SLOT_LABELS = frozenset({"PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW",
                          "LANGUAGE", "DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "CARDINAL"})
@@ -151,6 +153,14 @@ def _trim_frame_words(doc, text: str, lo: int, hi: int, s: int, e: int) -> Tuple
     return lo, hi
 
 
+#: Kinds of named things. In a lowercase query a rules slot of one of these kinds that spaCy
+#: does not read as an entity is a guess from a context word ("drummer", "senate" -> a person;
+#: "anatomy" -> a film): it is left untyped, and the template is filtered as ``untyped_slot``.
+NAMED_KINDS = frozenset({"a person", "a fictional character", "a film or TV show", "a song or album",
+                         "a book or written work", "a company or brand", "a company", "an organization",
+                         "a sports team or league", "a musician or band", "a historical event",
+                         "a university or school", "a product", "a creative work such as a film, book or song"})
+
 _NAME_PRIORITY = ("a person", "an organization", "a company", "a university or school", "a sports team or league")
 
 
@@ -178,6 +188,7 @@ def type_slots(text: str, spans: Sequence[Slot], nlp, form_descriptions: frozens
     they are unless an entity extends over them.
     """
     doc = nlp(text)
+    lowercase = _is_lowercase_query(text)
     ents = _entities(nlp, text, doc, spans)
     long_prompt = len(text.split()) > LONG_PROMPT_WORDS
     out: List[Slot] = []
@@ -211,5 +222,7 @@ def type_slots(text: str, spans: Sequence[Slot], nlp, form_descriptions: frozens
             frame_pos = _FRAME_POS if sp.description in GENERIC else _FRAME_POS - {"ADJ", "PROPN", "NOUN"}
             if pos and all(p in frame_pos for p in pos):
                 continue    # a verb, adjective or small word: a frame word, not a slot ("greek" people stays)
+        if lowercase and sp.description in NAMED_KINDS:
+            sp = Slot(sp.start, sp.end, UNTYPED_NAME)
         out.append(sp)
     return sorted(out)

