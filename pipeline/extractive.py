@@ -37,7 +37,7 @@ import numpy as np
 
 from pipeline.late_chunking import LateChunker
 from pipeline.request_kind import Request, content_stems, read_request, stem
-from transforms.slot_types import SlotType, base_description, fits, slot_type
+from transforms.slot_types import SlotType, base_description, fits, on_closed_list, slot_type
 from transforms.template_format import TAG_RE
 from transforms.words import STOPWORDS
 
@@ -438,7 +438,8 @@ def template_fit(template: str) -> Optional[str]:
     produce text or a keyword search (``generative_request``, ``keywords_request``), or a
     question with no kind of answer or no frame word to check a sentence against
     (``open_question``: "what structures are in <fi>X</fi>", "who is <fi>X</fi> and what did he
-    do"), which could not tell an answer from a sentence on the same topic.
+    do"), which could not tell an answer from a sentence on the same topic, or two questions in
+    one (``compound_question``: "where was <fi>X</fi> born and when").
     """
     descs = list(dict.fromkeys(m.group(1).strip() for m in TAG_RE.finditer(template)))
     if not descs:
@@ -448,6 +449,8 @@ def template_fit(template: str) -> Optional[str]:
     request = read_request(template)
     if request.kind in ("generative", "keywords"):
         return f"{request.kind}_request"
+    if _COMPOUND_QUESTION_RE.search(TAG_RE.sub(" ", template)):
+        return "compound_question"      # "where was X born and when": one sentence rarely answers both
     if request.kind == "definition":
         return None
     if (not request.frame and not request.where) or (not request.answer_labels and not request.why):
@@ -621,7 +624,10 @@ def _locates(view: DocumentView, i: int, fills: Sequence[Span], place: Sequence)
         return False
     subject = span_root(toks)
     verb = span_root(place).head.head        # place -> "in" -> the verb (or noun) it hangs on
-    return subject.dep_ in ("nsubj", "nsubjpass") and (subject.head.i == verb.i or verb.head.i == subject.head.i)
+    # "X is (located) in Y", "X lies in Y": not "the Faculty in Aswan has six departments", where
+    # the place only tells which X
+    return subject.dep_ in ("nsubj", "nsubjpass") and verb.pos_ in ("VERB", "AUX") and \
+        (subject.head.i == verb.i or verb.head.i == subject.head.i)
 
 
 def _after_locative(view: DocumentView, i: int, sp: Span) -> bool:
@@ -630,6 +636,7 @@ def _after_locative(view: DocumentView, i: int, sp: Span) -> bool:
     return bool(toks) and span_root(toks).head.lower_ in _LOCATIVE
 
 
+_COMPOUND_QUESTION_RE = re.compile(r"\b(?:and|or)\s+(?:when|where|why|who|how|what|which)\b", re.I)
 _LEFTOVER_MARKUP_RE = re.compile(r"\(\s*[\];,]|\[\s*[\];,]*\s*\]|\]\s*;|[.!?]:\d+\b|\(\s*\)|\{\{|\}\}")
 
 
@@ -674,6 +681,8 @@ def _answer_from(template: str, descs: Sequence[str], types: Sequence[SlotType],
     if view.leans_back(i):
         if i == 0 or not view.same_paragraph(i - 1, i) or not view.is_prose(i - 1) or view.leans_back(i - 1):
             return None
+        if view.opening_pronoun(i) and len({sp.text for sp in view.spans([i - 1]) if sp.label == "PERSON"}) > 1:
+            return None     # "She died ..." after a sentence naming several people: whom "she" means is a guess
         ctx = [i - 1, i]
     start, end = view.sentences[ctx[0]][0], view.sentences[i][1]
     if end - start > cfg.max_answer_chars or view.sentences[i][1] - view.sentences[i][0] > cfg.max_sentence_chars:
@@ -724,6 +733,8 @@ def _answer_from(template: str, descs: Sequence[str], types: Sequence[SlotType],
             if sp.label not in request.answer_labels or any(_same_thing(sp, u) for u in used) \
                     or content_stems(sp.text) <= asked or not _near(view, i, sp, near, cfg.max_dependency_distance):
                 return False
+            if request.closed and not on_closed_list(request.closed, _ARTICLE_RE.sub("", sp.text)):
+                return False        # "what country": a country, not any place
             toks = view.tokens(i, sp.start, sp.end)
             if request.where and not _after_locative(view, i, sp):
                 return False

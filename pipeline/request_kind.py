@@ -100,6 +100,7 @@ class Request(NamedTuple):
     when: bool = False               # "when" / "what year": the answer is a date on the calendar
     asked: str = ""                  # "what university ...": the stem of a kind of thing an entity label
                                      # does not tell apart; the answering sentence must name it
+    closed: str = ""                 # "what country ...": the closed list the answer must be on
 
 
 def stem(word: str) -> str:
@@ -148,7 +149,7 @@ def read_request(template: str) -> Request:
     if literal.count("\x00") == 1 and not after_last and _DEFINITION_RE.match(before_first):
         return Request("definition", frozenset(), frame, about_person=first in ("who", "who's"))
     labels: FrozenSet[str] = frozenset()
-    asked = ""
+    asked = closed = ""
     for opening, wh_labels in _WH_LABELS:
         if head.startswith(opening):
             labels = wh_labels
@@ -165,9 +166,10 @@ def read_request(template: str) -> Request:
                 frame = tuple(f for f in frame if f != stem(noun))  # "what year": the year is the answer
                 if noun not in LABELLED_KINDS:
                     asked = stem(noun)      # "what university": an organisation, and one called a university
+                closed = st.closed          # "what country": Paris is a place, not a country
     counted = ""
     if head.startswith("how many") and len(words) > 2 and words[2] != "slot":
         counted = stem(words[2])
     when = first == "when" or (first in ("what", "which") and labels == nlp.WHEN)
     return Request("question", labels, frame, why=first == "why", where=first == "where", counted=counted,
-                   when=when, asked=asked)
+                   when=when, asked=asked, closed=closed)

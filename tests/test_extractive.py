@@ -324,3 +324,23 @@ def test_definition_only_from_the_documents_opening_sentence():
            "The auction is a bidding process that determines the declaring side.")
     result = _fill("What is <fi>a product</fi>?", doc)
     assert not isinstance(result, Instantiation) or "auction" not in result.instruction
+
+
+def test_what_country_needs_a_country_and_where_needs_what_locates_it():
+    doc = "Alexander Kerensky lived in Paris until 1940."
+    assert isinstance(_fill("What country did <fi>a person</fi> live in?", doc), NoFit)
+    doc = "Alexander Kerensky lived in France until 1940."
+    assert _fill("What country did <fi>a person</fi> live in?", doc).instruction == (
+        "What country did Alexander Kerensky live in?")
+    doc = "The Faculty of Science in Aswan has six departments."
+    assert isinstance(_fill("where is <fi>a university or school</fi>", doc), NoFit)
+
+
+def test_compound_question_is_declined():
+    assert template_fit("where was <fi>a person</fi> born and when") == "compound_question"
+
+
+def test_pronoun_after_a_sentence_naming_several_people_is_no_answer():
+    doc = ("Pope Innocent III espoused the cause of Ingeborg, but Philip did not submit until 1200. "
+           "She died broken-hearted in July 1201, at the castle of Poissy.")
+    assert isinstance(_fill("When did <fi>a person</fi> die?", doc), NoFit)
