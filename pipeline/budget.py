@@ -1,8 +1,9 @@
-"""The token-budget stage: per document, keep one pair per distinct answer and at most
+"""The token-budget stage: per document, keep one pair per distinct answer and question word, at most
 ``max_pairs`` pairs (its best matches first), then a seeded random subset of them whose tokens
 fit in the document's own token count (METHOD.md §1.4), so the output never outweighs its source."""
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 import apache_beam as beam
@@ -11,6 +12,17 @@ from apache_beam.metrics import Metrics
 from pipeline.steps import count_tokens, load_tokenizer, pair_text
 from pipeline.token_budget import BudgetRollover, select_within_budget
 from transforms.accounting import FILTERED, NAMESPACE, SEP, StageCounters
+
+
+#: Question words by what they ask ("which city" asks what "what city" does).
+_QUESTION_WORDS = {"what": "what", "which": "what", "who": "who", "whom": "who", "whose": "who", "when": "when",
+                   "where": "where", "why": "why", "how": "how"}
+
+
+def question_word(instruction: str) -> str:
+    """What kind of thing the instruction asks, by its first question word ("" for none)."""
+    return next((_QUESTION_WORDS[w] for w in re.findall(r"[a-z]+", instruction.casefold()) if w in _QUESTION_WORDS),
+                "")
 
 
 class _BudgetFn(beam.DoFn):
@@ -33,15 +45,17 @@ class _BudgetFn(beam.DoFn):
         c = self._counters
         c.inc_in(len(drafts))
         # The document's best matches first (score, then template id: stable on reruns). A pair
-        # whose answer an earlier one already gives asks the same thing again ("who did X play
-        # for", "who does X play for"): one is enough.
+        # whose answer an earlier one already gives with the same question word asks the same
+        # thing again ("who did X play for", "who does X play for"): one is enough; "when did X
+        # die" and "where did X die" ask two things of one sentence.
         ranked, answers = [], set()
         for draft in sorted(drafts, key=lambda d: (-d.match.score, d.match.template_id)):
-            reason = ("same_answer" if draft.answer in answers
+            asked = (draft.answer, question_word(draft.instruction))
+            reason = ("same_answer" if asked in answers
                       else "over_pair_cap" if self._max_pairs and len(ranked) >= self._max_pairs else None)
             if reason is None:
                 ranked.append(draft)
-                answers.add(draft.answer)
+                answers.add(asked)
                 continue
             yield c.filtered_output(reason, f"{draft.accounting_text()} ({reason.replace('_', ' ')})", doc_id)
         drafts = sorted(ranked, key=lambda d: d.match.template_id)

@@ -646,11 +646,19 @@ def asks_present(request_doc) -> bool:
     return bool(finite) and all(t.tag_ in ("VBZ", "VBP") for t in finite)
 
 
+def _governing_verb(t):
+    """The verb a noun hangs on ("the album was issued": "issued"), or ``None``."""
+    for a in t.ancestors:
+        if a.pos_ in ("VERB", "AUX"):
+            return a
+    return None
+
+
 def told_in_past(anchors: Sequence) -> bool:
     """The frame words of the answering sentence are told in the past ("X lived in ...", "X was
     the capital"), so the sentence says what was, not what is."""
     verbs = [a for a in anchors if a.pos_ in ("VERB", "AUX")] or \
-        [a.head for a in anchors if a.head.lemma_ == "be" and a.dep_ in ("nsubj", "attr")]
+        [v for v in (_governing_verb(a) for a in anchors) if v is not None]
     if not verbs:
         return False
 
@@ -746,6 +754,10 @@ def _answer_from(template: str, descs: Sequence[str], types: Sequence[SlotType],
             if request.when and sp.label == "DATE" and (not _ABSOLUTE_DATE_RE.search(sp.text)
                                                          or _AGE_RE.search(sp.text)):
                 return False        # "a month after", "at the age of 72": not when
+            if request.when and request.frame and \
+                    path_to_frame(toks, request.frame, cfg.max_dependency_distance + 1) is None:
+                return False        # the date tells when the frame happened ("died in 1892"), not
+                                    # something else in the sentence ("In 1937, X moved ... to live")
             if copular:     # "what is the capital of X": "Lisbon is the capital ...", "the capital, Lisbon"
                 return bool(toks) and any(_copular_pair(span_root(toks), a) for a in anchors)
             return not wh or path_to_frame(toks, request.frame, cfg.max_dependency_distance + 1) == wh_path

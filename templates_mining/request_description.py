@@ -239,8 +239,8 @@ def request_content(text: str, slots: Sequence[Tuple[int, int, str]], nlp) -> Op
     first = units[0].low
     if first in _WH:
         j = 1
-        while j < len(units) and j <= 4 and units[j].pos not in ("AUX", "VERB") and units[j].slot is None:
-            j += 1
+        while j < len(units) and j <= 4 and units[j].pos not in ("AUX", "VERB") and units[j].low not in _DO:
+            j += 1      # "what team", "how old", "where in <fi>a city</fi>"
         if j >= len(units):
             return None
         wh, k = units[:j], j

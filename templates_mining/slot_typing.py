@@ -177,6 +177,18 @@ def _merge_adjacent(text: str, slots: List[Slot]) -> List[Slot]:
     return out
 
 
+def _cut_name(doc, wide: Tuple[int, int], kept: Tuple[int, int]) -> bool:
+    """In a lowercase query, whether trimming left a noun or adjective of the rules' span right
+    next to the entity: "north salem <ga>", "<yale> university", "flowery <branch>" are one name
+    that the lowercase parse cannot delimit, so the slot's boundary (and kind) is a guess."""
+    for t in doc:
+        if wide[0] <= t.idx < wide[1] and not (kept[0] <= t.idx < kept[1]) and not t.is_stop \
+                and t.pos_ in ("NOUN", "PROPN", "ADJ") and (t.idx + len(t) + 1 >= kept[0] > t.idx
+                                                            or kept[1] <= t.idx <= kept[1] + 1):
+            return True
+    return False
+
+
 def _pos_of(doc, start: int, end: int) -> List[str]:
     return [t.pos_ for t in doc if t.idx >= start and t.idx + len(t) <= end and not t.is_punct]
 
@@ -206,13 +218,17 @@ def type_slots(text: str, spans: Sequence[Slot], nlp, form_descriptions: frozens
         # any frame word at either end ("alexander hamilton buried" -> "alexander hamilton").
         lo = min([s] + [spans[k].start for k in touching])
         hi = max([e] + [spans[k].end for k in touching])
+        wide = (lo, hi)
         lo, hi = _trim_frame_words(doc, text, lo, hi, s, e)
         whole = [k for k in touching if spans[k].start <= s and spans[k].end >= e]
         rules = spans[whole[0]].description if len(touching) == 1 and whole else None
         for k in touching:
             claimed[k] = True
         context = text[max(0, lo - 40):hi + 40]
-        out.append(Slot(lo, hi, describe_entity(label, text[s:e], rules, context)))
+        description = describe_entity(label, text[s:e], rules, context)
+        if lowercase and not numeric and _cut_name(doc, wide, (lo, hi)):
+            description = UNTYPED_NAME
+        out.append(Slot(lo, hi, description))
     out = _merge_adjacent(text, out)
     for k, sp in enumerate(spans):
         if claimed[k] or any(sp.start < o.end and o.start < sp.end for o in out):

@@ -360,6 +360,22 @@ def test_budget_keeps_one_pair_per_answer_and_caps_pairs_per_document():
                     equal_to(["same_answer", "over_pair_cap", "over_pair_cap"]), label="dropped")
 
 
+def test_budget_keeps_two_questions_of_different_kinds_on_one_answer():
+    from pipeline.budget import question_word
+
+    assert [question_word(q) for q in ("Which city is it?", "who was X", "Where did X die?", "Name X")] == [
+        "what", "who", "where", ""]
+    m = lambda i, score: MATCH._replace(template_id=f"tpl-{i}", score=score)  # noqa: E731
+    same = "Tarkovsky died in Paris on 29 December 1986."
+    drafts = [PairDraft("doc-1", "", 1000, 0, m(0, 0.5), "When did Tarkovsky die?", same),
+              PairDraft("doc-1", "", 1000, 0, m(1, 0.6), "Where did Tarkovsky die?", same),
+              PairDraft("doc-1", "", 1000, 0, m(2, 0.4), "Where did Tarkovsky pass away?", same)]
+    with TestPipeline() as p:
+        res = p | beam.Create(drafts) | TokenBudget(DEFAULT_EMBEDDING_MODEL, max_pairs=3)
+        assert_that(res.out | beam.Map(lambda d: d.match.template_id), equal_to(["tpl-0", "tpl-1"]), label="kept")
+        assert_that(res.filtered | beam.Map(lambda f: f.reason), equal_to(["same_answer"]), label="dropped")
+
+
 def test_template_cap_keeps_each_templates_best_pairs():
     from pipeline.template_cap import TemplateCap, template_cap
 
