@@ -183,6 +183,7 @@ def _invert(units: List[_Unit], wh: List[_Unit], k: int) -> Optional[List[_Unit]
     aux_unit = units[k]
     if aux_unit.slot is not None:
         return None
+    aux_unit = _Unit(aux_unit.first, aux_unit.last, aux_unit.low, None, aux_unit.pos)   # "Is X ..." -> "X is"
     aux = aux_unit.first
     head = aux.head
     verb_k = next((j for j in range(k + 1, len(units)) if units[j].first.i == head.i and units[j].slot is None), None)
@@ -193,8 +194,8 @@ def _invert(units: List[_Unit], wh: List[_Unit], k: int) -> Optional[List[_Unit]
         verb_k = bare if bare is not None else verb_k
     if verb_k is not None and (aux.dep_ in ("aux", "auxpass") or aux_unit.low in _DO):
         subject_end = verb_k - 1
-        while subject_end > k and units[subject_end].pos == "ADV":
-            subject_end -= 1
+        while subject_end > k and units[subject_end].pos in ("ADV", "AUX", "PART"):
+            subject_end -= 1        # "has X (really) been playing": "been" goes with the verb
         if subject_end <= k:
             return None
         subject, adverbs, rest = units[k + 1:subject_end + 1], units[subject_end + 1:verb_k], units[verb_k + 1:]

@@ -31,9 +31,14 @@ def _jsonl(pattern: str):
 
 
 def _self_nearest_fraction(library: pathlib.Path) -> float:
+    """Share of templates whose own vector the index returns first; a template whose description
+    is word for word another's ("when did <X> die" / "when did <X> died": both "... says when the
+    person died") has that one's vector, and either is a right answer."""
     lib = load_library(str(library))
-    rows, _ = lib.search(np.asarray(lib.embeddings), k=1)
-    return float(np.mean(np.asarray(rows)[:, 0] == np.arange(len(lib.embeddings))))
+    vectors = np.asarray(lib.embeddings)
+    rows, _ = lib.search(vectors, k=1)
+    first = np.asarray(rows)[:, 0]
+    return float(np.mean((first == np.arange(len(vectors))) | np.all(vectors[first] == vectors, axis=1)))
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +138,7 @@ def test_all_real_query_sources(real_library):
     stages = {s["stage"]: s for s in report["stages"]}
     assert stages["read"]["in"] == 3610 + 6980 + 2032 + 750 + 175
     templates = _templates(out)
-    assert len(templates) >= 3000   # templates whose slots have no readable kind are filtered (issue 11)
+    assert len(templates) >= 2500   # templates whose slots have no readable kind are filtered (issue 11): 2,859 at 48773ae
     assert {s for t in templates for s in t["sources"]} == {
         "nq_open", "msmarco", "webquestions", "arena_hard", "self_instruct"}
     for t in templates:

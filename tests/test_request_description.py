@@ -46,6 +46,11 @@ def _content(query: str, *slots):
     # "what is X" alone is a definition
     ("what is melanoma", [("melanoma", "a medical condition")],
      "defines the medical condition and explains what it is"),
+    # a second auxiliary stays with the verb; a capitalised auxiliary is lowercased where it moves
+    ("how long has tom brady been playing football", [("tom brady", "a person")],
+     "says how long the person has been playing football"),
+    ("Is paris the capital of france", [("paris", "a city"), ("france", "a country")],
+     "says whether the city is the capital of the country"),
     # several slots of one kind are told apart
     ("how long is the flight from chicago to cairo", [("chicago", "a city #1"), ("cairo", "a city #2")],
      "says how long the flight from the first city to the second city is"),
