@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
 
-from templates_mining.request_description import instruction_content, request_content, slot_phrase
+from templates_mining.request_description import instruction_content, request_content
 from templates_mining.slot_typing import Slot, type_slots
 from transforms.nlp import load_nlp
 from transforms.template_format import CLOSE, OPEN, render_with_descriptions
@@ -1097,10 +1097,6 @@ def _content(kind: str, template: str, spans: List[_Span], toks: List[_Token], t
     content = request_content(text, slots, load_nlp())
     if content is None and kind in _INSTRUCTION_KINDS and toks and toks[0].low in _REQUEST_KIND:
         content = instruction_content(text, slots)
-    if content is None and kind == "keyword" and len(toks) <= 6 and len(set(sp.description for sp in spans)) == 1:
-        focus = _focus_phrases(toks, spans)
-        if focus:
-            content = f"gives the {_join(focus)} for {slot_phrase(spans[0].description, False)}"
     return content
 
 

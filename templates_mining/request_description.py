@@ -218,6 +218,28 @@ def _invert(units: List[_Unit], wh: List[_Unit], k: int) -> Optional[List[_Unit]
     return None
 
 
+#: Longest keyword search (in words and slots) read as the facts it looks for.
+MAX_SEARCH_UNITS = 8
+
+
+def _search_content(units: List[_Unit]) -> Optional[str]:
+    """A keyword search ("<X> population", "weather in <X>"): the facts it looks for ("gives the
+    population of the city"), when it is nouns, adjectives and prepositions around its slots."""
+    literal = [u for u in units if u.slot is None]
+    if len(units) > MAX_SEARCH_UNITS or not literal or not any(u.slot is not None for u in units) \
+            or any(u.pos in ("VERB", "AUX", "PRON", "SCONJ", "PUNCT", "DET", "CCONJ") for u in literal) \
+            or not any(u.pos in ("NOUN", "PROPN") for u in literal) \
+            or not (units[-1].slot is not None or units[-1].pos in ("NOUN", "PROPN", "ADJ", "NUM")):
+        return None
+    if units[0].slot is None:
+        return f"gives the {_render(units)}"
+    k = next(j for j, u in enumerate(units) if u.slot is None)
+    if any(u.slot is not None for u in units[k:]) or units[k].pos not in ("NOUN", "PROPN", "ADJ"):
+        return None
+    subjects = " in ".join(slot_phrase(u.slot, False) for u in units[:k])   # "<city> <US state>": the city in the state
+    return f"gives the {_render(units[k:])} of {subjects}"
+
+
 def request_content(text: str, slots: Sequence[Tuple[int, int, str]], nlp) -> Optional[str]:
     """What a document must do to answer the request, as a verb phrase ("says when the country
     separated into north and south"), or ``None`` for requests this does not rephrase.
@@ -235,8 +257,10 @@ def request_content(text: str, slots: Sequence[Tuple[int, int, str]], nlp) -> Op
     if len(list(doc.sents)) > 1:
         return None
     units = _units(doc, spans)
-    if not units or units[0].slot is not None:
+    if not units:
         return None
+    if units[0].slot is not None or units[0].low not in _WH | _BE | _MODAL | set(_DO):
+        return _search_content(units)
     first = units[0].low
     if first in _WH:
         j = 1

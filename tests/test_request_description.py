@@ -60,13 +60,21 @@ def test_questions_become_what_the_document_says(query, slots, expected):
 
 
 @pytest.mark.parametrize("query, slots", [
-    ("anderson county sc population", [("anderson county", "a county")]),   # keywords: no question
+    ("migraine pain causes of", [("migraine", "a condition")]),            # keywords ending in a preposition
     ("paris", [("paris", "a city")]),                                       # the slot is all there is
     ("what is the weather like", []),                                        # nothing specific
     ("Write a poem. Make it about Paris.", [("Paris", "a city")]),          # not a question
 ])
 def test_requests_it_does_not_rephrase_get_none(query, slots):
     assert _content(query, *slots) is None
+
+
+def test_keyword_search_becomes_the_facts_it_looks_for():
+    assert _content("anderson county sc population", ("anderson county", "a county"), ("sc", "a US state")) == (
+        "gives the population of the county in the US state")
+    assert _content("weather in cabo in december", ("cabo", "a city"), ("december", "a month")) == (
+        "gives the weather in the city in the month")
+    assert _content("causes of migraine", ("migraine", "a condition")) == "gives the causes of the condition"
 
 
 def test_instruction_content_reads_slots_as_their_types():
