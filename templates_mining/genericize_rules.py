@@ -1091,7 +1091,7 @@ def _subjects(descs: Sequence[str], limit: int) -> List[str]:
     return subjects
 
 
-def _content(kind: str, template: str, spans: List[_Span], toks: List[_Token], text: str) -> Optional[str]:
+def _content(kind: str, spans: List[_Span], toks: List[_Token], text: str) -> Optional[str]:
     """What the document must do for this request, from the request's meaning (a verb phrase)."""
     slots = [(sp.start, sp.end, d) for sp, d in zip(spans, _numbered(spans))]
     content = request_content(text, slots, load_nlp())
@@ -1108,7 +1108,7 @@ def _description(template: str, spans: List[_Span], toks: List[_Token], text: st
     descs = [sp.description for sp in spans]
     kind = _request_kind(toks, descs, text)
     doc_kind = _document_kind(kind, descs)
-    content = None if foreign or kind in ("code", "math") else _content(kind, template, spans, toks, text)
+    content = None if foreign or kind in ("code", "math") else _content(kind, spans, toks, text)
     if content:
         named = [d for d in descs if d not in _NUMERIC_DESCRIPTIONS] or descs
         return f"{doc_kind[0].upper()}{doc_kind[1:]} about {_join(_subjects(named, 2))} that {content}."

@@ -28,6 +28,8 @@ _MODAL = frozenset({"will", "would", "can", "could", "should", "shall", "may", "
                     "has", "have", "had"})
 _DETERMINERS = frozenset({"a", "an", "the", "this", "that", "these", "those", "his", "her", "its", "their", "my",
                           "your", "our"})
+#: First words of the questions this rephrases (a question word or an auxiliary).
+_QUESTION_OPENERS = _WH | _BE | _MODAL | frozenset(_DO)
 #: "how" followed by one of these asks for a figure ("says how old"), otherwise for a way ("explains how").
 _HOW_FIGURE = frozenset({"many", "much", "old", "long", "far", "big", "tall", "high", "often", "fast", "large",
                          "deep", "heavy", "wide", "hot", "cold", "early", "late", "soon"})
@@ -259,7 +261,7 @@ def request_content(text: str, slots: Sequence[Tuple[int, int, str]], nlp) -> Op
     units = _units(doc, spans)
     if not units:
         return None
-    if units[0].slot is not None or units[0].low not in _WH | _BE | _MODAL | set(_DO):
+    if units[0].slot is not None or units[0].low not in _QUESTION_OPENERS:
         return _search_content(units)
     first = units[0].low
     if first in _WH:

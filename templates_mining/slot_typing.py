@@ -114,8 +114,7 @@ def _trusted_probe_entity(ent, doc) -> bool:
                                     or on_closed_list("us_state", ent.text.casefold()))
 
 
-def _entities(nlp, text: str, doc, spans: Sequence[Slot]) -> List[Tuple[int, int, str]]:
-    lowercase = _is_lowercase_query(text)
+def _entities(nlp, text: str, doc, spans: Sequence[Slot], lowercase: bool) -> List[Tuple[int, int, str]]:
     readings = [doc, nlp(_probe_text(text, doc, spans))] if lowercase and spans else [doc]
     out: List[Tuple[int, int, str]] = []
     for reading in readings:
@@ -201,7 +200,7 @@ def type_slots(text: str, spans: Sequence[Slot], nlp, form_descriptions: frozens
     """
     doc = nlp(text)
     lowercase = _is_lowercase_query(text)
-    ents = _entities(nlp, text, doc, spans)
+    ents = _entities(nlp, text, doc, spans, lowercase)
     long_prompt = len(text.split()) > LONG_PROMPT_WORDS
     out: List[Slot] = []
     claimed = [False] * len(spans)
