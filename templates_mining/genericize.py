@@ -20,7 +20,8 @@ from transforms.template_format import TAG_RE, normalize_template, validate_temp
 from templates_mining.templatizer_prompt import (TEMPLATIZER_SYSTEM_PROMPT, build_templatizer_messages,
                                                  parse_templatizer_output)
 from transforms.accounting import Rejected, accounted_map
-from transforms.generation import MODEL_BACKENDS, GenerationConfig, GenerativeStep, Generated
+from transforms.generation import GenerativeStep, Generated
+from transforms.generation_config import MODEL_BACKENDS, GenerationConfig
 from transforms.records import QueryCluster, Template
 from transforms.slot_types import UNTYPED, base_description
 

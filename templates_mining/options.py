@@ -6,7 +6,7 @@ import argparse
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from templates_mining.templatizer_prompt import MODEL_NAME as TEMPLATIZER_MODEL
-from transforms.generation import MODEL_BACKENDS
+from transforms.generation_config import MODEL_BACKENDS
 
 
 class MiningOptions(PipelineOptions):

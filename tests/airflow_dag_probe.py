@@ -467,12 +467,38 @@ def main(dag_folder: str, work_dir: str, out_json: str) -> int:
                                                         "JOB_STATE_DONE", 0)
     runs["generate_pairs_killed"] = kill_while_running(dag, shards[0], params)
     out["runs"] = runs
+    out["instruction_pretrain"] = instruction_pretrain_probe(bag)
 
     # ---- whole DAG runs: dag.test() schedules and runs every task in this process ------------------
     # (the only part that needs the metadata database: a fresh sqlite one in AIRFLOW_HOME)
     out["dag_test"] = dag_test_runs(dag, library)
     Path(out_json).write_text(json.dumps(out, indent=1, default=repr))
     return 0
+
+
+def instruction_pretrain_probe(bag) -> Dict[str, Any]:
+    """The instruction_pretrain DAG: serialized, its tasks, its plan over CONF, one shard executed."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = bag.dags.get("instruction_pretrain")
+    if dag is None:
+        return {"missing": True}
+    out: Dict[str, Any] = {"tasks": {t.task_id: describe_task(t) for t in dag.tasks}}
+    try:
+        DagSerialization.from_dict(DagSerialization.to_dict(dag))
+        out["serialization_error"] = None
+    except Exception:  # noqa: BLE001
+        out["serialization_error"] = traceback.format_exc()
+    params_dict = copy.deepcopy(dag.params)
+    params_dict.update(CONF)
+    params = params_dict.validate()
+    out["params"] = jsonable(params)
+    shards = dag.get_task("plan_shards").python_callable(params=copy.deepcopy(params))
+    out["shards"] = jsonable(shards)
+    out["shards_rounds_3"] = jsonable(dag.get_task("plan_shards").python_callable(params={**params, "rounds": 3}))
+    out["run"] = execute_beam(dag, "augment_corpus", shards[0], params, 0, "JOB_STATE_DONE", 0)
+    out["run_job_failed"] = execute_beam(dag, "augment_corpus", shards[1], params, 1, "JOB_STATE_FAILED", 0)
+    return out
 
 
 def dag_test_runs(dag, library: str) -> Dict[str, Any]:

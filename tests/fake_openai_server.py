@@ -13,9 +13,12 @@ depends on words in its prompt (the last user message, or the completion prompt)
 - ``HTML_BODY``: 200 with an HTML content type and body;
 - ``NO_CHOICES``: 200 with a JSON body without ``choices``;  ``EMPTY``: an empty completion;
 - anything else: the completion ``{"echo": <prompt>}`` with a usage block, unless the request's
-  model is ``fake-templatizer``, ``fake-instantiator`` or ``fake-judge``: then it answers like
-  that released model would (valid output built from the prompt by :func:`role_play`), so a
-  whole job can run against it.
+  model is ``fake-templatizer``, ``fake-instantiator``, ``fake-judge`` or ``fake-synthesizer``:
+  then it answers like that released model would (valid output built from the prompt by
+  :func:`role_play`), so a whole job can run against it. ``fake-synthesizer`` first checks
+  that the request is what the instruction synthesizer must get (:func:`synthesizer_problem`:
+  a raw completion with no BOS added, in the released multi-round format) and answers 400
+  with the problem otherwise.
 
 ``GET /_log`` returns every request seen (path, JSON body, Authorization header, prompt,
 server-side start and end times) so tests can check retries, parameters and concurrency.
@@ -68,6 +71,41 @@ WORD_RE = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
 SENTENCE_RE = re.compile(r"[A-Z][^.!?]{80,400}[.!?]")
 
 
+_SYN_EXAMPLE = (r"<s> <CON> (?:(?!</CON>).)* </CON>\n\n<QUE> .+? <ANS> .+? </END>"
+                r"(?:\n\n<QUE> .+? <ANS> .+? </END>)*</s>")
+_SYN_PROMPT = re.compile(rf"(?:{_SYN_EXAMPLE})*<s> <CON> ((?:(?!</CON>).)*) </CON>\n\n", re.DOTALL)
+SYN_SENTENCE_RE = re.compile(r"[A-Z][^.!?\n]{30,300}[.!?]")
+
+
+def synthesizer_problem(path: str, body: dict, prompt: str):
+    """Why a request is not what the instruction synthesizer must receive (None: it is)."""
+    if not path.endswith("/completions") or path.endswith("/chat/completions"):
+        return "the synthesizer is a base model: use /v1/completions, not chat"
+    if body.get("add_special_tokens") is not False:
+        return "the prompt holds its own <s>: send add_special_tokens=false or the model gets two BOS"
+    if not _SYN_PROMPT.fullmatch(prompt):
+        return "the prompt is not in the synthesizer's multi-round format"
+    if body.get("max_tokens") is None or body.get("temperature") not in (0, 0.0):
+        return "the synthesizer decodes greedily with a token limit"
+    return None
+
+
+def synthesize(prompt: str) -> str:
+    """Pairs about the prompt's last text, in the model's format, with a truncated last pair
+    when the text holds a digit (as a model cut by its token limit would write)."""
+    text = _SYN_PROMPT.fullmatch(prompt).group(1)
+    pairs = []
+    for sentence in SYN_SENTENCE_RE.findall(text)[:3]:
+        subject = max(WORD_RE.findall(sentence) or ["it"], key=lambda w: (len(w), w))
+        pairs.append(f"<QUE> What does the text say about {subject.lower()}? <ANS> {sentence} </END>")
+    if not pairs:
+        return "The text gives nothing to ask about."
+    out = "\n\n".join(pairs)
+    if re.search(r"\d", text):
+        out += "\n\n<QUE> Which number appears in the text? <ANS> The text"
+    return out
+
+
 def role_play(model: str, prompt: str) -> str:
     """A plausible answer of the released model ``model`` stands for (deterministic)."""
     if model == "fake-templatizer":
@@ -90,6 +128,8 @@ def role_play(model: str, prompt: str) -> str:
         instruction = re.sub(r"<fi>.*?</fi>", filler, request["instruction_template"])
         answer = f"<excerpt>{' '.join(words[:4])}<...>{' '.join(words[-4:])}</excerpt>"
         return "```json\n" + json.dumps({"instruction": instruction, "answer": answer}) + "\n```"
+    if model == "fake-synthesizer":
+        return synthesize(prompt)
     if model == "fake-judge":
         return "<feedback>The answer addresses the instruction from the document.</feedback>\n<score>5</score>"
     return json.dumps({"echo": prompt})
@@ -147,6 +187,11 @@ class Handler(BaseHTTPRequestHandler):
             wait = re.search(r"RETRY_AFTER=(\d+(?:\.\d+)?)", prompt)
             return self._send_json(429, {"error": {"message": "rate limited", "type": "rate_limit"}},
                                    headers=[("Retry-After", wait.group(1) if wait else "0")])
+        if body.get("model") == "fake-synthesizer":
+            problem = synthesizer_problem(path, body, prompt)
+            if problem:
+                return self._send_json(400, {"object": "error", "type": "BadRequestError", "code": 400,
+                                             "message": problem})
         if "ALWAYS_500" in prompt:
             return self._send_json(500, {"error": {"message": "internal error", "type": "server_error"}})
         if "TOO_LONG" in prompt:

@@ -82,7 +82,7 @@ def pins(path: Path) -> Dict[str, str]:
 
 def test_dag_parses_under_real_airflow_without_beam(probe):
     assert probe["import_errors"] == {}, "\n".join(probe["import_errors"].values())
-    assert probe["dag_ids"] == ["fineinstructions"]
+    assert probe["dag_ids"] == ["fineinstructions", "instruction_pretrain"]
     assert probe["serialization_error"] is None, probe["serialization_error"]
     # The versions the lock pins are the ones that parsed it; Beam is not there.
     locked = pins(REQUIREMENTS)
@@ -385,3 +385,53 @@ def test_whole_dag_runs_mine_then_skip_mining_when_the_library_exists(probe):
         ["generate_pairs", 0, "success"], ["generate_pairs", 1, "success"],
         ["library_needs_mining", -1, "success"], ["mine_templates", -1, "skipped"], ["plan_run", -1, "success"]]
     assert exists["launched_jobs"] == ["pipeline", "pipeline"]
+
+
+# ------------------------------------------------------------------------------------------------
+# The instruction_pretrain DAG
+# ------------------------------------------------------------------------------------------------
+
+def test_instruction_pretrain_dag_plans_one_gpu_job_per_shard(probe):
+    ipt = probe["instruction_pretrain"]
+    assert ipt["serialization_error"] is None, ipt["serialization_error"]
+    tasks = ipt["tasks"]
+    assert set(tasks) == {"plan_shards", "augment_corpus"}
+    assert tasks["augment_corpus"]["upstream"] == ["plan_shards"] and tasks["augment_corpus"]["mapped"]
+    assert tasks["augment_corpus"]["operator"].endswith("fineinstructions_dag.DataflowBeamOperator")
+    assert tasks["augment_corpus"]["expand"] == {
+        "pipeline_options": {"xcom": {"task_id": "plan_shards", "key": "return_value"}}}
+    args = tasks["augment_corpus"]["arguments"]
+    assert args["py_file"] == "pipeline" and args["py_options"] == ["-m"]
+    assert args["dataflow_config"]["job_name"] == "fi-instruction-pretrain-shard-{{ ti.map_index }}"
+    assert args["dataflow_config"]["wait_until_finished"] is True
+    shards = ipt["shards"]
+    assert [s["documents"] for s in shards] == CORPUS_GLOBS
+    outputs = [s["output"] for s in shards]
+    assert len(set(outputs)) == 2 and all(o.startswith(f"gs://{BUCKET}/augmented/") for o in outputs)
+    # Other settings write elsewhere; the same settings overwrite their own shard.
+    assert {s["output"].rsplit("/", 2)[1] for s in ipt["shards_rounds_3"]} != {o.rsplit("/", 2)[1] for o in outputs}
+    for s in shards:
+        assert s["method"] == "instruction_pretrain" and s["synthesizer"] == "vllm" and "templates" not in s
+        assert s["dataflow_service_options"] == [f"worker_accelerator={ACCELERATOR}"]
+
+
+def test_instruction_pretrain_shard_launches_the_method_and_fails_with_its_job(probe):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.options import DocumentPipelineOptions
+    from transforms.job_options import job_flags
+
+    run = probe["instruction_pretrain"]["run"]
+    assert run["error"] is None, run["error"]
+    [argv] = run["launches"]
+    assert argv[:2] == ["-m", "pipeline"]
+    opts = job_flags(PipelineOptions(argv[2:]), DocumentPipelineOptions)
+    assert opts.method == "instruction_pretrain" and opts.synthesizer == "vllm" and opts.rounds == 2
+    assert opts.synthesizer_model == "instruction-pretrain/instruction-synthesizer"
+    assert opts.vllm_arg == ["gpu-memory-utilization=0.9"] and opts.templates is None
+    assert opts.documents == CORPUS_GLOBS[0]
+    beam = PipelineOptions(argv[2:]).get_all_options()
+    assert beam["sdk_container_image"] == IMAGE and beam["runner"] == "DataflowRunner"
+    assert beam["job_name"].startswith("fi-instruction-pretrain-shard-0")
+    failed = probe["instruction_pretrain"]["run_job_failed"]
+    assert failed["error"] and "JOB_STATE_FAILED" in failed["error"]

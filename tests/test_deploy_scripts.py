@@ -184,6 +184,41 @@ def test_05_parameters_parse_as_pipeline_flags():
     assert flags.instantiator_vllm_arg == ["max-model-len=16384"] and flags.judge_vllm_arg == ["max-model-len=4096"]
 
 
+def test_05_instruction_pretrain_parameters_parse_as_the_methods_flags():
+    from pipeline.options import DocumentPipelineOptions
+    from transforms.job_options import add_job_arguments
+
+    declared = metadata_parameters()
+    parameters = alt_list(opt(flex_run(METHOD="instruction_pretrain", ROUNDS="3"), "--parameters"))
+    assert set(parameters) <= set(declared) and "templates" not in parameters
+    for name, value in parameters.items():
+        spec = declared[name]
+        if "enumOptions" in spec:
+            assert value in [o["value"] for o in spec["enumOptions"]], (name, value)
+        for pattern in spec.get("regexes", []):
+            assert re.search(pattern, value), (name, value, pattern)
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    add_job_arguments(parser, DocumentPipelineOptions)
+    flags, unknown = parser.parse_known_args([f"--{k}={v}" for k, v in parameters.items()])
+    assert unknown == [] and flags.method == "instruction_pretrain" and flags.synthesizer == "vllm"
+    assert flags.rounds == 3 and flags.vllm_arg == ["gpu-memory-utilization=0.9"] and flags.templates is None
+    proc = dry_run("05_run_flex_template.sh", METHOD="bogus")
+    assert proc.returncode == 2 and "METHOD" in proc.stderr and "+ " not in proc.stdout
+
+
+def test_metadata_declares_every_flag_it_names_with_the_pipelines_choices():
+    from pipeline.options import DocumentPipelineOptions
+    from transforms.job_options import add_job_arguments
+
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    add_job_arguments(parser, DocumentPipelineOptions)
+    actions = {a.dest: a for a in parser._actions}
+    for name, spec in metadata_parameters().items():
+        assert name in actions, name
+        if "enumOptions" in spec and actions[name].choices is not None:  # transformers_dtype: free text
+            assert [o["value"] for o in spec["enumOptions"]] == list(actions[name].choices), name
+
+
 @pytest.mark.parametrize("driver, directive", [
     (None, "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver:latest"),
     ("", "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"),   # Dataflow's default driver

@@ -11,7 +11,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from transforms import run_report
 from transforms.accounting import DEAD, FILTERED, InvalidRecord, Rejected
-from transforms.generation import Generate, GenerationConfig, GenerationFailure, GenerativeStep, prompt_text
+from transforms.generation import Generate, GenerativeStep, prompt_text
+from transforms.generation_config import GenerationConfig, GenerationFailure
 from transforms.job_options import GenerationOptions, generation_config, job_flags
 
 

@@ -12,7 +12,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.generation import GenerationConfig, GenerationFailure
+from transforms.generation_config import GenerationConfig, GenerationFailure
 from transforms.openai_backend import OpenAICompatibleHandler
 
 MODEL = "fake/model-1"
@@ -192,3 +192,25 @@ def test_run_inference_in_a_beam_pipeline(server_url, tag):
     result.wait_until_finish()
     counters = result.metrics().query(MetricsFilter().with_name("generation|completion_tokens"))["counters"]
     assert sum(c.committed for c in counters) == 3 * 3  # the fake server reports 3 tokens a completion
+
+
+def test_raw_prompts_go_to_completions_with_no_bos_added(server_url, tag):
+    handler, client = make(server_url, raw_prompt=True, temperature=0.0, top_p=1.0)
+    prompt = f"<s> <CON> {tag} Paris is the capital and largest city of France by population. </CON>\n\n"
+    [result] = handler.run_inference([prompt], client)
+    [sent] = server_log(server_url, tag)
+    assert sent["path"] == "/v1/completions" and sent["body"]["prompt"] == prompt
+    assert sent["body"]["add_special_tokens"] is False  # vLLM adds no second BOS
+    assert result.inference == echo(prompt)
+    with pytest.raises(TypeError, match="raw prompt"):
+        handler.run_inference([chat(f"{tag} chat")], client)
+
+
+def test_the_fake_synthesizer_refuses_a_prompt_that_would_get_two_bos(server_url, tag):
+    prompt = f"<s> <CON> {tag} Paris is the capital and largest city of France by population. </CON>\n\n"
+    raw, client = make(server_url, model="fake-synthesizer", raw_prompt=True, temperature=0.0)
+    plain, _ = make(server_url, model="fake-synthesizer", temperature=0.0)
+    [ok] = raw.run_inference([prompt], client)
+    assert ok.inference.startswith("<QUE> What does the text say about ") and " </END>" in ok.inference
+    [refused] = plain.run_inference([prompt], client)
+    assert refused.inference.reason == "endpoint_http_400" and "two BOS" in refused.inference.detail

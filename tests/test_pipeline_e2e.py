@@ -33,14 +33,16 @@ def assert_grounded(pairs, docs, library):
 def sample_pairs_run(sample_library, tmp_path_factory):
     library, _ = sample_library
     out = tmp_path_factory.mktemp("pairs") / "out"
-    report = run(["--documents", str(SAMPLE_DOCS / "*.jsonl"), "--templates", str(library), "--output", str(out)])
+    report = run(["--documents", str(SAMPLE_DOCS / "*.jsonl"), "--templates", str(library), "--output", str(out),
+                  "--augmented_corpus"])
     return library, out, report
 
 
 def test_sample_run_accounts_for_every_document(sample_pairs_run):
     library, out, report = sample_pairs_run
     assert report["conservation_ok"], report
-    assert all(c["ok"] for c in report["chain"]) and len(report["chain"]) == len(STAGES) - 1
+    # --augmented_corpus adds one chained stage: every deduplicated document is augmented.
+    assert all(c["ok"] for c in report["chain"]) and len(report["chain"]) == len(STAGES)
     stages = {s["stage"]: s for s in report["stages"]}
     lines = sum(1 for f in SAMPLE_DOCS.glob("*.jsonl") for line in f.read_text("utf-8").splitlines() if line.strip())
     assert stages["read"]["in"] == lines == 36
@@ -69,15 +71,32 @@ def test_sample_pairs_are_grounded(sample_pairs_run):
     assert sorted(pq.read_table(parquet).to_pylist(), key=lambda r: r["pair_id"]) == pairs
 
 
+def test_augmented_corpus_holds_every_document_followed_by_its_pairs(sample_pairs_run):
+    _, out, report = sample_pairs_run
+    stages = {s["stage"]: s for s in report["stages"]}
+    augmented = _jsonl(out / "augmented" / "*.jsonl")
+    assert stages["augment"]["in"] == stages["augment"]["out"] == stages["dedupe_documents"]["out"] == len(augmented)
+    docs = read_documents(str(SAMPLE_DOCS / "*.jsonl"))
+    pairs = read_pairs(str(out))
+    by_doc = {a["doc_ids"][0]: a for a in augmented}
+    for doc_id, a in by_doc.items():
+        assert a["text"].startswith(docs[doc_id])
+        assert a["num_pairs"] == sum(p["doc_id"] == doc_id for p in pairs)
+    for p in pairs:
+        text = by_doc[p["doc_id"]]["text"][len(docs[p["doc_id"]]):]
+        assert p["instruction"] in text and p["answer"] in text
+
+
 def test_rerun_is_byte_identical_with_two_workers(sample_pairs_run, tmp_path):
     library, out, _ = sample_pairs_run
     other = tmp_path / "out"
     run(["--documents", str(SAMPLE_DOCS / "*.jsonl"), "--templates", str(library), "--output", str(other),
-         "--direct_num_workers", "2", "--direct_running_mode", "multi_threading"])
-    names = sorted(p.name for p in (out / "pairs").iterdir())
-    assert names == sorted(p.name for p in (other / "pairs").iterdir())
-    for name in names:
-        assert (out / "pairs" / name).read_bytes() == (other / "pairs" / name).read_bytes(), name
+         "--direct_num_workers", "2", "--direct_running_mode", "multi_threading", "--augmented_corpus"])
+    for sub in ("pairs", "augmented"):
+        names = sorted(p.name for p in (out / sub).iterdir())
+        assert names == sorted(p.name for p in (other / sub).iterdir())
+        for name in names:
+            assert (out / sub / name).read_bytes() == (other / sub / name).read_bytes(), name
 
 
 def test_library_from_another_model_is_refused(sample_library, tmp_path):

@@ -12,9 +12,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 sys.path.insert(0, os.path.dirname(__file__))
-from tiny_models import build_llama_1b_shaped_lm, build_tiny_causal_lm  # noqa: E402
+from tiny_models import build_llama_1b_shaped_lm, build_tiny_causal_lm, build_tiny_mistral_lm  # noqa: E402
 
-from transforms.generation import GenerationConfig, GenerationFailure  # noqa: E402
+from transforms.generation_config import GenerationConfig, GenerationFailure  # noqa: E402
 from transforms.remote_dirs import cached_local_copy  # noqa: E402
 from transforms.transformers_backend import (  # noqa: E402
     COMPLETION_TOKENS_COUNTER,
@@ -253,3 +253,40 @@ def test_llama_1b_shaped_model_generates_on_gpu(tmp_path):
     _, n_tokens = model.generate_batch(prompts, cfg)
     assert n_tokens == 8 * 32
     assert torch.cuda.max_memory_allocated() > 1e9
+
+
+# --------------------------------------------------------------------------- raw prompts
+
+SYNTH_PROMPT = "<s> <CON> Paris is the capital of France. </CON>\n\n"
+
+
+@pytest.fixture(scope="module")
+def mistral_dir(tmp_path_factory):
+    """A tiny random Mistral-shaped model with the real Mistral-7B tokenizer (BOS added by default)."""
+    return build_tiny_mistral_lm(str(tmp_path_factory.mktemp("tiny-mistral")))
+
+
+def test_a_raw_prompt_reaches_the_model_with_exactly_one_bos(mistral_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(mistral_dir)
+    tok.pad_token = tok.eos_token  # as load_causal_lm does: Mistral has no pad token
+    bos = tok.bos_token_id
+    # The reference's weak point: the literal <s> plus the tokenizer's own BOS.
+    assert tok(SYNTH_PROMPT)["input_ids"][:2] == [bos, bos]
+    ids = build_inputs(tok, [SYNTH_PROMPT], raw=True)["input_ids"][0].tolist()
+    assert ids.count(bos) == 1 and ids[0] == bos
+    assert tok.convert_ids_to_tokens(ids[:4]) == ["<s>", "▁<", "CON", ">"]
+    # A two-round prompt holds one <s> per text, as the model was trained, and nothing more.
+    two = "<s> <CON> A. </CON>\n\n<QUE> Q? <ANS> A. </END></s>" + SYNTH_PROMPT
+    assert build_inputs(tok, [two], raw=True)["input_ids"][0].tolist().count(bos) == 2
+    with pytest.raises(TypeError, match="raw prompt"):
+        build_inputs(tok, [CHAT], raw=True)
+
+
+def test_raw_prompts_generate_on_a_mistral_shaped_model(mistral_dir):
+    config = GenerationConfig(backend="transformers", model=mistral_dir, max_new_tokens=6, raw_prompt=True)
+    model = load_causal_lm(config)
+    results = list(TransformersGenerationHandler(config).run_inference([SYNTH_PROMPT, SYNTH_PROMPT + " "], model))
+    assert [r.example for r in results] == [SYNTH_PROMPT, SYNTH_PROMPT + " "]
+    assert all(isinstance(r.inference, str) and r.inference.strip() for r in results)

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 
 from test_openai_backend import server_log
-from transforms.generation import GenerationConfig, GenerationFailure, model_handler
+from transforms.generation import model_handler
+from transforms.generation_config import GenerationConfig, GenerationFailure
 from transforms.job_options import parse_vllm_args
 from transforms.openai_backend import completion_text as openai_completion_text
 from transforms.vllm_backend import (VLLMGenerationHandler, as_messages, driver_problem, installed_driver,
@@ -200,3 +201,17 @@ def test_unknown_backend_and_bad_settings_fail_fast():
         model_handler(config(batch_size=0))
     with pytest.raises(ValueError, match="model"):
         model_handler(config(model=""))
+
+
+def test_raw_prompts_go_to_the_completions_endpoint_with_no_bos_added(fake_openai_url):
+    server = StubServer(int(fake_openai_url.rsplit(":", 1)[1].split("/")[0]))
+    handler = VLLMGenerationHandler(config(model="fake-synthesizer", batch_size=2, max_new_tokens=400,
+                                           temperature=0.0, raw_prompt=True))
+    prompts = [f"<s> <CON> Raw text {i} is long enough to ask one question about it here. </CON>\n\n"
+               for i in range(2)]
+    results = handler.run_inference(prompts, server)
+    assert [r.example for r in results] == prompts
+    assert all(r.inference.startswith("<QUE> ") for r in results), [r.inference for r in results]
+    sent = [r for r in server_log(fake_openai_url, "") if r["prompt"] in prompts]
+    assert [r["path"] for r in sent] == ["/v1/completions"] * 2
+    assert all(r["body"]["add_special_tokens"] is False and r["body"]["max_tokens"] == 400 for r in sent)

@@ -108,7 +108,7 @@ def llama_1b_shaped_config(vocab_size: int = 128256, **overrides):
 
 def save_causal_lm(path: str, config, tokenizer=None, seed: int = 0, dtype=None,
                    device: str = "cpu", suppress_special_tokens: bool = True) -> str:
-    """Randomly initialises ``LlamaForCausalLM(config)`` and saves it (and ``tokenizer``) to ``path``.
+    """Randomly initialises the causal LM of ``config`` (Llama, Mistral) and saves it (and ``tokenizer``) to ``path``.
 
     ``suppress_special_tokens`` bans the tokenizer's special tokens from generation (saved in
     ``generation_config.json``): a random model would otherwise stop at EOS or emit tokens that
@@ -117,12 +117,12 @@ def save_causal_lm(path: str, config, tokenizer=None, seed: int = 0, dtype=None,
     Llama-3.2-1B-shaped model) are always banned, so every generated id decodes.
     """
     import torch
-    from transformers import GenerationConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, GenerationConfig
 
     os.makedirs(path, exist_ok=True)
     torch.manual_seed(seed)
     with torch.device(device):  # init directly on the GPU for the 1B-shaped model
-        model = LlamaForCausalLM(config)
+        model = AutoModelForCausalLM.from_config(config)
     if dtype is not None:
         model = model.to(dtype)
     gen = GenerationConfig(
@@ -175,3 +175,47 @@ def build_llama_1b_shaped_lm(path: str, device: str = "cuda", seed: int = 0,
         pad_token_id=tokenizer.pad_token_id,
     )
     return save_causal_lm(path, config, tokenizer, seed=seed, dtype=torch.bfloat16, device=device)
+
+
+MISTRAL_TOKENIZER_FILE = "tokenizer.model.v1"
+"""Mistral-7B-v0.1's SentencePiece model (32,000 pieces), shipped inside Mistral AI's
+``mistral-common`` package (Apache-2.0): the tokenizer of the instruction synthesizer, a
+Mistral-7B fine-tune. A dev dependency, so tests use the real tokenizer with no download."""
+
+
+def build_mistral_tokenizer(path: str):
+    """The real Mistral-7B tokenizer (BOS added by default, as the model's config says), saved to
+    ``path`` as a fast tokenizer and returned."""
+    import importlib.util
+    import shutil
+    import tempfile
+
+    from transformers import LlamaTokenizer
+
+    spec = importlib.util.find_spec("mistral_common")
+    if spec is None:
+        raise RuntimeError("the real Mistral tokenizer comes from the mistral-common package (the dev extra)")
+    source = os.path.join(spec.submodule_search_locations[0], "data", MISTRAL_TOKENIZER_FILE)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(source, os.path.join(tmp, "tokenizer.model"))
+        tokenizer = LlamaTokenizer.from_pretrained(tmp, add_bos_token=True, add_eos_token=False, legacy=False)
+    tokenizer.save_pretrained(path)
+    return tokenizer
+
+
+def tiny_mistral_config(tokenizer, **overrides):
+    """A ``MistralConfig`` with the real vocabulary and a tiny body (hidden 32, 2 layers)."""
+    from transformers import MistralConfig
+
+    kwargs = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=4096,
+                  sliding_window=None, tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
+                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
+    kwargs.update(overrides)
+    return MistralConfig(**kwargs)
+
+
+def build_tiny_mistral_lm(path: str, seed: int = 0, **config_overrides) -> str:
+    """A tiny random Mistral-shaped model with the real Mistral tokenizer, saved to ``path``."""
+    tokenizer = build_mistral_tokenizer(path)
+    return save_causal_lm(path, tiny_mistral_config(tokenizer, **config_overrides), tokenizer, seed=seed)

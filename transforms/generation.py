@@ -10,25 +10,17 @@ prompt does not sink its batch.
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, NamedTuple, Optional
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from transforms.accounting import DEAD, FILTERED, StageCounters, accounted_map, count_stage, text_and_source
+from transforms.generation_config import MODEL_BACKENDS, GenerationConfig, GenerationFailure, Prompt
 from transforms.records import DeadLetter
 
-Prompt = Union[str, List[Dict[str, str]]]
-"""A completion prompt (text) or chat messages (``[{"role": ..., "content": ...}]``)."""
 
-MODEL_BACKENDS = ("vllm", "openai", "transformers")
-
-
-class GenerationFailure(NamedTuple):
-    """A prompt the backend could not answer: ``reason`` is a short code for the dead letter."""
-    reason: str
-    detail: str = ""
+FAILED = "failed"
 
 
 class Generated(NamedTuple):
@@ -42,46 +34,6 @@ class Generated(NamedTuple):
 
     def accounting_text(self) -> str:
         return self.text[:20000]
-
-
-@dataclasses.dataclass(frozen=True)
-class GenerationConfig:
-    """Everything a backend needs; one per generative step (the jobs build it from flags)."""
-    backend: str
-    model: str
-    max_new_tokens: int = 512
-    temperature: float = 0.0
-    top_p: float = 1.0
-    batch_size: int = 8
-    seed: int = 42
-    json_schema: Optional[dict] = None
-    """Constrain output to this JSON schema where the backend supports it (vLLM, OpenAI-compatible
-    servers with structured outputs); the parser still validates."""
-    # openai
-    base_url: str = "http://localhost:8000/v1"
-    api_key_env: str = "OPENAI_API_KEY"
-    max_concurrency: int = 16
-    timeout_s: float = 120.0
-    max_retries: int = 5
-    # vllm: extra server flags, as (flag, value) pairs; value "" for a bare switch
-    vllm_args: Tuple[Tuple[str, str], ...] = ()
-    # transformers
-    device: Optional[str] = None
-    dtype: str = "auto"
-
-    def validate(self) -> None:
-        if self.backend not in MODEL_BACKENDS:
-            raise ValueError(f"unknown generation backend {self.backend!r}; one of {MODEL_BACKENDS}")
-        if not self.model:
-            raise ValueError(f"the {self.backend} backend needs a model name or path")
-        for name in ("max_new_tokens", "batch_size", "max_concurrency"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_retries < 0 or self.timeout_s <= 0:
-            raise ValueError("max_retries must be >= 0 and timeout_s > 0")
-        if not 0.0 <= self.top_p <= 1.0 or self.temperature < 0.0:
-            raise ValueError("temperature must be >= 0 and top_p in [0, 1]")
-
 
 def model_handler(config: GenerationConfig):
     """The backend's ModelHandler for ``config`` (imports only that backend's dependencies)."""
@@ -117,6 +69,7 @@ class _Unpack(beam.DoFn):
         if isinstance(result.inference, GenerationFailure):
             self._counters.dead(result.inference.reason)
             _, source = text_and_source(key)
+            yield beam.pvalue.TaggedOutput(FAILED, key)
             yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
                 self._stage, result.inference.reason, result.inference.detail[:2000],
                 prompt_text(result.example)[:20000], source))
@@ -140,6 +93,7 @@ class _FailedBatch(beam.DoFn):
         for key, prompt in batch:
             self._counters.dead(reason)
             _, source = text_and_source(key)
+            yield beam.pvalue.TaggedOutput(FAILED, key)
             yield DeadLetter(self._stage, reason, str(exc_repr)[:2000], prompt_text(prompt)[:20000], source)
 
 
@@ -149,7 +103,8 @@ class Generate(beam.PTransform):
     The key rides along untouched (the record the prompt came from). Work is reshuffled first so
     it spreads over (GPU) workers; ``accelerator`` (e.g.
     ``type:nvidia-l4;count:1;install-nvidia-driver``) is a resource hint so a runner can place
-    this step alone on GPU workers. Outputs: ``out`` and ``dead_letters``.
+    this step alone on GPU workers. Outputs: ``out``, ``dead_letters`` and ``failed`` (the key of
+    each dead-lettered prompt, for a step whose record must go on without the model's text).
     """
 
     def __init__(self, stage: str, config: GenerationConfig, accelerator: Optional[str] = None,
@@ -167,10 +122,12 @@ class Generate(beam.PTransform):
                        | "CountIn" >> beam.Map(count_stage(self._stage, "in"))
                        | "Reshuffle" >> beam.Reshuffle()
                        | "RunInference" >> inference.with_exception_handling())
-        unpacked = main | "Unpack" >> beam.ParDo(_Unpack(self._stage)).with_outputs(DEAD, main="out")
-        failed = other.failed_inferences | "FailedBatches" >> beam.ParDo(_FailedBatch(self._stage))
-        dead = (unpacked[DEAD], failed) | "DeadLetters" >> beam.Flatten()
-        return {"out": unpacked.out, DEAD: dead}
+        unpacked = main | "Unpack" >> beam.ParDo(_Unpack(self._stage)).with_outputs(DEAD, FAILED, main="out")
+        failed = (other.failed_inferences
+                  | "FailedBatches" >> beam.ParDo(_FailedBatch(self._stage)).with_outputs(FAILED, main=DEAD))
+        dead = (unpacked[DEAD], failed[DEAD]) | "DeadLetters" >> beam.Flatten()
+        failed_keys = (unpacked[FAILED], failed[FAILED]) | "FailedKeys" >> beam.Flatten()
+        return {"out": unpacked.out, DEAD: dead, FAILED: failed_keys}
 
 
 class GenerativeStep(beam.PTransform):

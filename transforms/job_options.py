@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Tuple, Type
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.embedding import DEFAULT_EMBEDDING_MODEL
-from transforms.generation import GenerationConfig
+from transforms.generation_config import GenerationConfig
 
 
 class JobOptions(PipelineOptions):

@@ -2,7 +2,7 @@
 
 A Beam ``ModelHandler`` whose "model" is an ``openai.OpenAI`` client. RunInference owns
 batching and metrics; the handler sends a batch's prompts concurrently and returns, per
-prompt, the generated text or a :class:`~transforms.generation.GenerationFailure`, so one
+prompt, the generated text or a :class:`~transforms.generation_config.GenerationFailure`, so one
 prompt that still fails after the client's retries does not sink its batch.
 
 Retries are the openai client's own (read in openai 3.54.0, ``openai/_base_client.py``):
@@ -24,7 +24,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from transforms.accounting import NAMESPACE, SEP
-from transforms.generation import GenerationConfig, GenerationFailure, Prompt
+from transforms.generation_config import GenerationConfig, GenerationFailure, Prompt
 
 _DETAIL_CHARS = 500
 _PROMPT_TOKENS = Metrics.counter(NAMESPACE, f"generation{SEP}prompt_tokens")
@@ -94,7 +94,9 @@ def count_usage(response: Any) -> None:
 class OpenAICompatibleHandler(ModelHandler[Prompt, Union[str, GenerationFailure], Any]):
     """Generates with an OpenAI-compatible HTTP endpoint; the loaded "model" is the client.
 
-    Chat messages (a list) go to ``/chat/completions``, a text prompt to ``/completions``.
+    Chat messages (a list) go to ``/chat/completions``, a text prompt to ``/completions``
+    (a ``raw_prompt`` one with vLLM's ``add_special_tokens: false``, so the server adds no
+    second BOS; servers without that field may reject it).
     The API key is read from ``config.api_key_env`` when the client is made (``"EMPTY"``
     when unset, as a vLLM server without ``--api-key`` expects) and never stored on the
     handler, so it is neither pickled into the pipeline nor shown by ``repr``.
@@ -125,9 +127,14 @@ class OpenAICompatibleHandler(ModelHandler[Prompt, Union[str, GenerationFailure]
                                       temperature=c.temperature, top_p=c.top_p, seed=c.seed)
         chat = isinstance(prompt, list)
         if chat:
+            if c.raw_prompt:
+                raise TypeError("a raw prompt is the model's whole input as text, not chat messages")
             kwargs["messages"] = prompt
         else:
             kwargs["prompt"] = prompt
+        if c.raw_prompt:
+            # vLLM's completions field (default true): the prompt already holds its BOS.
+            kwargs["extra_body"] = {"add_special_tokens": False}
         if c.json_schema is not None:
             # Structured output. Servers without it ignore the field or reject the request
             # (then a per-prompt endpoint_http_400). Chat uses OpenAI's response_format;

@@ -443,6 +443,20 @@ class _WriteShardFn(beam.DoFn):
             yield path
 
 
+def first_jsonl_rows(pattern: str, n: int) -> list[dict]:
+    """The first ``n`` rows of the JSONL files matching ``pattern``, in file-name order (reads no
+    more than that): what a job prints as examples of its output."""
+    rows: list[dict] = []
+    for path in sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list):
+        with FileSystems.open(path) as f:
+            for line in f:
+                if len(rows) == n:
+                    return rows
+                if line.strip():
+                    rows.append(json.loads(line))
+    return rows
+
+
 class WriteSortedShards(beam.PTransform):
     """Dict records -> ``<prefix>-SSSSS-of-NNNNN.parquet`` and ``.jsonl``, byte-identical on rerun.
 

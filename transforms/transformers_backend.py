@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from transforms.generation import GenerationConfig, GenerationFailure, Prompt
+from transforms.generation_config import GenerationConfig, GenerationFailure, Prompt
 from transforms.remote_dirs import cached_local_copy
 
 COMPLETION_TOKENS_COUNTER = "generation|completion_tokens"
@@ -60,15 +60,18 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-def prompt_text(tokenizer, prompt: Prompt, model_name: str = "") -> Tuple[str, bool]:
+def prompt_text(tokenizer, prompt: Prompt, model_name: str = "", raw: bool = False) -> Tuple[str, bool]:
     """``(text, add_special_tokens)`` for one prompt.
 
     Chat messages are rendered with the tokenizer's chat template, which already places
     BOS etc., so special tokens are not added again; a completion string is used as-is and
-    gets the tokenizer's usual special tokens.
+    gets the tokenizer's usual special tokens, except a ``raw`` one, which spells out its own
+    (the synthesizer's literal ``<s>`` is its BOS: adding the tokenizer's would make two).
     """
     if isinstance(prompt, str):
-        return prompt, True
+        return prompt, not raw
+    if raw:
+        raise TypeError("a raw prompt is the model's whole input as text, not chat messages")
     if isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) for m in prompt):
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(
@@ -81,11 +84,11 @@ def prompt_text(tokenizer, prompt: Prompt, model_name: str = "") -> Tuple[str, b
     raise TypeError(f"a prompt is a str or a list of chat messages, got {type(prompt).__name__}")
 
 
-def build_inputs(tokenizer, prompts: Sequence[Prompt], model_name: str = "") -> Dict[str, Any]:
+def build_inputs(tokenizer, prompts: Sequence[Prompt], model_name: str = "", raw: bool = False) -> Dict[str, Any]:
     """Left-padded ``input_ids`` / ``attention_mask`` tensors for a batch of prompts."""
     encoded = []
     for prompt in prompts:
-        text, add_special = prompt_text(tokenizer, prompt, model_name)
+        text, add_special = prompt_text(tokenizer, prompt, model_name, raw)
         ids = tokenizer(text, add_special_tokens=add_special)["input_ids"]
         encoded.append({"input_ids": ids})
     return tokenizer.pad(encoded, padding=True, return_tensors="pt", return_attention_mask=True)
@@ -145,7 +148,7 @@ class LoadedCausalLM:
         import torch
 
         tok = self.tokenizer
-        inputs = build_inputs(tok, prompts, self.model_name or config.model)
+        inputs = build_inputs(tok, prompts, self.model_name or config.model, config.raw_prompt)
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         kwargs = generation_kwargs(config, tok.pad_token_id)
         with torch.inference_mode():

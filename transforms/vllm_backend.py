@@ -1,5 +1,7 @@
 """The ``vllm`` backend: Beam's vLLM chat handler, which starts one vLLM OpenAI-compatible
 server per worker (shared by the worker's processes); each batch is sent to it concurrently.
+Raw prompts (a base model's own format, ``GenerationConfig.raw_prompt``) go to the server's
+completions endpoint instead, with no BOS added by the server.
 
 We translate our prompts to chat messages, our flags to the server's command line
 (``--vllm_arg max-num-seqs=64`` -> ``--max-num-seqs 64``) and to request arguments (sampling,
@@ -21,7 +23,7 @@ import openai
 from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.ml.inference.vllm_inference import VLLMChatModelHandler, getAsyncVLLMClient
 
-from transforms.generation import GenerationConfig, GenerationFailure, Prompt
+from transforms.generation_config import GenerationConfig, GenerationFailure, Prompt
 # The same OpenAI response objects and client exceptions as the openai backend.
 from transforms.openai_backend import completion_text, count_usage, failure_from_exception
 
@@ -100,10 +102,16 @@ def _prompt_failure(exc: BaseException) -> bool:
     return isinstance(exc, (openai.APIStatusError, openai.APIResponseValidationError))
 
 
-def _as_text(outcome: Any) -> Union[str, GenerationFailure]:
+def raw_text(prompt: Prompt) -> str:
+    if not isinstance(prompt, str):
+        raise TypeError("a raw prompt is the model's whole input as text, not chat messages")
+    return prompt
+
+
+def _as_text(outcome: Any, chat: bool) -> Union[str, GenerationFailure]:
     if isinstance(outcome, BaseException):
         return failure_from_exception(outcome)
-    return completion_text(outcome, chat=True)
+    return completion_text(outcome, chat=chat)
 
 
 class VLLMGenerationHandler(VLLMChatModelHandler):
@@ -138,10 +146,15 @@ class VLLMGenerationHandler(VLLMChatModelHandler):
             self._model_name = self._config.model
 
     async def _send(self, batch: Sequence[Prompt], port: int, args: Dict[str, Any]) -> List[Any]:
-        """Every prompt's response, or the exception its request raised (gathered, not thrown)."""
+        """Every prompt's response, or the exception its request raised (gathered, not thrown).
+        A raw prompt goes to ``/completions`` with no special tokens added (it holds its own BOS)."""
         async with getAsyncVLLMClient(port) as client:
-            calls = [client.chat.completions.create(
-                model=self._model_name, messages=as_messages(p), **args) for p in batch]
+            if self._config.raw_prompt:
+                calls = [client.completions.create(model=self._model_name, prompt=raw_text(p), **args,
+                                                   extra_body={"add_special_tokens": False}) for p in batch]
+            else:
+                calls = [client.chat.completions.create(
+                    model=self._model_name, messages=as_messages(p), **args) for p in batch]
             return await asyncio.gather(*calls, return_exceptions=True)
 
     def run_inference(self, batch: Sequence[Prompt], model,
@@ -157,7 +170,8 @@ class VLLMGenerationHandler(VLLMChatModelHandler):
                 raise outcome
         for outcome in outcomes:
             count_usage(outcome)  # an exception has no usage: counts nothing
-        return [PredictionResult(prompt, _as_text(outcome), model_id=self._config.model)
+        chat = not self._config.raw_prompt
+        return [PredictionResult(prompt, _as_text(outcome, chat), model_id=self._config.model)
                 for prompt, outcome in zip(batch, outcomes)]
 
     def get_metrics_namespace(self) -> str:

@@ -1,6 +1,9 @@
-"""FineInstructions on Dataflow, scheduled by Airflow 3.
+"""FineInstructions and Instruction Pre-Training on Dataflow, scheduled by Airflow 3.
 
-Tasks:
+Two DAGs. ``instruction_pretrain``: ``plan_shards ──► augment_corpus[shard 0..n-1]`` runs
+``python -m pipeline --method instruction_pretrain`` once per corpus glob on GPU workers (the
+synthesizer on vLLM) and writes ``OUTPUT_ROOT/<settings hash>/shard-<sha256(glob)[:12]>``; the
+same failure handling as below. ``fineinstructions``, tasks:
 
     plan_run ──► library_needs_mining ──► mine_templates ──► generate_pairs[shard 0..n-1]
        │          (short-circuit)          (Dataflow, CPU)    (Dataflow, GPU; one mapped task
@@ -53,6 +56,7 @@ from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOp
 from airflow.sdk import DAG, Param, task
 
 DAG_ID = "fineinstructions"
+IPT_DAG_ID = "instruction_pretrain"
 # Not templated by the operator (read when the DAG is parsed).
 PYTHON = os.environ.get("FINEINSTRUCTIONS_PYTHON", "python3")
 REPO_DIR = os.environ.get("FINEINSTRUCTIONS_REPO", "/home/airflow/gcs/data/fineinstructions-beam")
@@ -162,21 +166,34 @@ def accelerator_spec(p: Dict[str, Any], with_machine_type: bool) -> str:
     return f"type:{p.get('gpu_type') or 'nvidia-l4'};count:{int(p.get('gpu_count') or 1)};{machine}{driver}"
 
 
-def pipeline_shard_options(p: Dict[str, Any], library: str, fingerprint: str) -> List[Dict[str, Any]]:
-    """One options dict of ``python -m pipeline`` per corpus glob (the mapped task's expand input).
-
-    all_workers: every worker gets the GPU (worker_accelerator service option, GPU machine type).
+def gpu_placement(p: Dict[str, Any]) -> Dict[str, Any]:
+    """all_workers: every worker gets the GPU (worker_accelerator service option, GPU machine type).
     right_fitting: the generation steps carry the accelerator resource hint (with its machine type);
-    the other steps run on the CPU machine type. Dataflow: don't combine the two.
-    """
-    common = {
+    the other steps run on the CPU machine type. Dataflow: don't combine the two."""
+    if p.get("gpu_placement", "all_workers") == "all_workers":
+        return {"dataflow_service_options": [f"worker_accelerator={accelerator_spec(p, False)}"],
+                "machine_type": p.get("gpu_machine_type") or "g2-standard-8"}
+    return {"accelerator": accelerator_spec(p, True), "machine_type": p.get("cpu_machine_type") or "n2-standard-8"}
+
+
+def _image_options(p: Dict[str, Any]) -> Dict[str, Any]:
+    """Options of a job that runs in the GPU worker image."""
+    return {
         **_common_options(p),
-        "templates": library,
         "sdk_container_image": p["image"],
         "sdk_location": "container",
         "experiments": ["use_runner_v2"],
         "max_num_workers": int(p.get("pipeline_max_workers") or 10),
         "disk_size_gb": int(p.get("disk_size_gb") or 150),
+    }
+
+
+def pipeline_shard_options(p: Dict[str, Any], library: str, fingerprint: str) -> List[Dict[str, Any]]:
+    """One options dict of ``python -m pipeline`` per corpus glob (the mapped task's expand input),
+    GPUs placed by :func:`gpu_placement`."""
+    common = {
+        **_image_options(p),
+        "templates": library,
         "instantiator": p.get("instantiator") or "vllm",
         "judge": p.get("judge") or "vllm",
         "vllm_arg": list(p.get("vllm_args") or []),
@@ -187,12 +204,7 @@ def pipeline_shard_options(p: Dict[str, Any], library: str, fingerprint: str) ->
         # The embedding model on the CPU: the GPU's memory belongs to the vLLM servers.
         "embedding_device": "cpu",
     }
-    if p.get("gpu_placement", "all_workers") == "all_workers":
-        common["dataflow_service_options"] = [f"worker_accelerator={accelerator_spec(p, False)}"]
-        common["machine_type"] = p.get("gpu_machine_type") or "g2-standard-8"
-    else:
-        common["accelerator"] = accelerator_spec(p, True)
-        common["machine_type"] = p.get("cpu_machine_type") or "n2-standard-8"
+    common.update(gpu_placement(p))
     common.update(p.get("pipeline_args") or {})
     shards = []
     for glob in p["corpus_globs"]:
@@ -219,6 +231,36 @@ def run_plan(p: Dict[str, Any], objects: Sequence[Sequence[Any]]) -> Dict[str, A
         "mining_options": mining_options(p, library, fingerprint),
         "pipeline_shards": pipeline_shard_options(p, library, fingerprint),
     }
+
+
+def instruction_pretrain_shard_options(params: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """One options dict of ``python -m pipeline --method instruction_pretrain`` per corpus glob.
+
+    Each shard writes ``OUTPUT_ROOT/<settings hash>/shard-<sha256(glob)[:12]>``: the hash covers the
+    synthesizer, its model, rounds, token limits and extra flags, so other settings never
+    overwrite a corpus made with these (a rerun with the same ones does).
+    """
+    p = resolved_params({**params, "output_root": params.get("output_root") or f"gs://{params.get('bucket')}/augmented"})
+    settings = {
+        "method": "instruction_pretrain",
+        "synthesizer": p.get("synthesizer") or "vllm",
+        "synthesizer_model": p.get("synthesizer_model") or "instruction-pretrain/instruction-synthesizer",
+        "rounds": int(p.get("rounds") or 2),
+        "synthesizer_max_tokens": int(p.get("synthesizer_max_tokens") or 400),
+        "synthesizer_context": int(p.get("synthesizer_context") or 4096),
+        # One vLLM server per worker (no judge beside it): it may take most of the GPU.
+        "vllm_arg": list(p.get("vllm_args") or []),
+        **(p.get("pipeline_args") or {}),
+    }
+    version = short_hash(json.dumps(settings, sort_keys=True, default=str), 16)
+    common = {**_image_options(p), **gpu_placement(p), **settings}
+    shards = []
+    for glob in p["corpus_globs"]:
+        shard = short_hash(glob, 12)
+        shards.append({**common, "documents": glob, "output": f"{p['output_root']}/{version}/shard-{shard}",
+                       "labels": {"app": "fineinstructions", "job": "instruction-pretrain", "settings": version,
+                                  "shard": shard}})
+    return shards
 
 
 def dataflow_config(job_name: str) -> Dict[str, Any]:
@@ -260,8 +302,34 @@ class DataflowBeamOperator(BeamRunPythonPipelineOperator):
 
 
 # --------------------------------------------------------------------------------------------
-# The DAG
+# The DAGs
 # --------------------------------------------------------------------------------------------
+
+def cloud_params() -> Dict[str, Param]:
+    """The Params both DAGs take: where the jobs run and on which GPUs."""
+    return {
+        "project": Param(os.environ.get("FINEINSTRUCTIONS_PROJECT", ""), type="string",
+                         description="Google Cloud project id."),
+        "region": Param(os.environ.get("FINEINSTRUCTIONS_REGION", "us-central1"), type="string",
+                        description="Dataflow region (with L4 GPUs)."),
+        "bucket": Param(os.environ.get("FINEINSTRUCTIONS_BUCKET", ""), type="string",
+                        description="Bucket name (no gs://) for tmp/, staging/ and the defaults below."),
+        "image": Param(os.environ.get("FINEINSTRUCTIONS_IMAGE", ""), type="string",
+                       description="GPU worker image (deploy/dataflow/01_build_push_image.sh)."),
+        "gpu_placement": Param("all_workers", enum=["all_workers", "right_fitting"],
+                               description="all_workers: worker_accelerator service option; right_fitting: accelerator resource hint."),
+        "gpu_type": Param("nvidia-l4", type="string"),
+        "gpu_count": Param(1, type="integer", minimum=1),
+        "nvidia_driver": Param("latest", type="string",
+                               description="install-nvidia-driver:<this> (CUDA 13.0 needs driver >= 580); empty: Dataflow's default."),
+        "gpu_machine_type": Param("g2-standard-8", type="string"),
+        "cpu_machine_type": Param("n2-standard-8", type="string", description="right_fitting only."),
+        "pipeline_max_workers": Param(10, type="integer", minimum=1),
+        "disk_size_gb": Param(150, type="integer", minimum=50),
+        "service_account": Param("", type="string", description="Worker service account (empty: the default)."),
+        "subnetwork": Param("", type="string", description="regions/R/subnetworks/S; with it workers get no public IPs."),
+    }
+
 
 with DAG(
     dag_id=DAG_ID,
@@ -274,14 +342,7 @@ with DAG(
     tags=["fineinstructions", "dataflow"],
     default_args={"retries": 1, "retry_delay": timedelta(minutes=10)},
     params={
-        "project": Param(os.environ.get("FINEINSTRUCTIONS_PROJECT", ""), type="string",
-                         description="Google Cloud project id."),
-        "region": Param(os.environ.get("FINEINSTRUCTIONS_REGION", "us-central1"), type="string",
-                        description="Dataflow region (with L4 GPUs)."),
-        "bucket": Param(os.environ.get("FINEINSTRUCTIONS_BUCKET", ""), type="string",
-                        description="Bucket name (no gs://) for tmp/, staging/ and the defaults below."),
-        "image": Param(os.environ.get("FINEINSTRUCTIONS_IMAGE", ""), type="string",
-                       description="GPU worker image (deploy/dataflow/01_build_push_image.sh)."),
+        **cloud_params(),
         "queries": Param("", type="string",
                          description="gs:// glob of query files (GCS match_glob syntax). Default: gs://BUCKET/queries/*.jsonl."),
         "query_text_field": Param("text", type="string", description="Field holding the query."),
@@ -297,16 +358,6 @@ with DAG(
         "mining_max_workers": Param(20, type="integer", minimum=1),
         "mining_args": Param({}, type="object",
                              description="Extra templates_mining flags, e.g. {\"genericizer\": \"rules\"} (a list repeats the flag)."),
-        "gpu_placement": Param("all_workers", enum=["all_workers", "right_fitting"],
-                               description="all_workers: worker_accelerator service option; right_fitting: accelerator resource hint."),
-        "gpu_type": Param("nvidia-l4", type="string"),
-        "gpu_count": Param(1, type="integer", minimum=1),
-        "nvidia_driver": Param("latest", type="string",
-                               description="install-nvidia-driver:<this> (CUDA 13.0 needs driver >= 580); empty: Dataflow's default."),
-        "gpu_machine_type": Param("g2-standard-8", type="string"),
-        "cpu_machine_type": Param("n2-standard-8", type="string", description="right_fitting only."),
-        "pipeline_max_workers": Param(10, type="integer", minimum=1),
-        "disk_size_gb": Param(150, type="integer", minimum=50),
         "instantiator": Param("vllm", enum=["extractive", "vllm", "openai", "transformers"]),
         "judge": Param("vllm", enum=["heuristic", "vllm", "openai", "transformers"]),
         "vllm_args": Param(["gpu-memory-utilization=0.45"], type="array", items={"type": "string"},
@@ -319,8 +370,6 @@ with DAG(
                                     description="Longer documents are filtered (too_long): a whole document goes "
                                                 "into the instantiator's prompt (~4 chars/token under max-model-len)."),
         "pipeline_args": Param({}, type="object", description="Extra pipeline flags, e.g. {\"templates_per_document\": 6}."),
-        "service_account": Param("", type="string", description="Worker service account (empty: the default)."),
-        "subnetwork": Param("", type="string", description="regions/R/subnetworks/S; with it workers get no public IPs."),
         "repo_dir": Param(REPO_DIR, type="string", description="Checkout of this repository on the Airflow worker (--setup_file)."),
     },
 ) as dag:
@@ -383,3 +432,52 @@ with DAG(
     ).expand(pipeline_options=plan)
 
     needs_mining >> mine_templates >> generate_pairs
+
+
+with DAG(
+    dag_id=IPT_DAG_ID,
+    description="Instruction Pre-Training: an instruction-augmented corpus per corpus shard (GPU, vLLM).",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    tags=["fineinstructions", "instruction-pretrain", "dataflow"],
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=10)},
+    params={
+        **cloud_params(),
+        "corpus_globs": Param([], type="array", items={"type": "string"},
+                              description="gs:// globs of raw texts (JSONL or Parquet); one job per glob."),
+        "output_root": Param("", type="string",
+                             description="Corpora go to OUTPUT_ROOT/<settings hash>/shard-<hash of glob>. "
+                                         "Default: gs://BUCKET/augmented."),
+        "synthesizer": Param("vllm", enum=["vllm", "openai", "transformers"]),
+        "synthesizer_model": Param("instruction-pretrain/instruction-synthesizer", type="string",
+                                   description="Hub name or gs:// dir (a copy in the bucket avoids a hub download "
+                                               "on every worker)."),
+        "rounds": Param(2, type="integer", minimum=1,
+                        description="2 for pre-training from scratch, 3 for domain-adaptive continued pre-training."),
+        "synthesizer_max_tokens": Param(400, type="integer", minimum=1),
+        "synthesizer_context": Param(4096, type="integer", minimum=2),
+        "vllm_args": Param(["gpu-memory-utilization=0.9"], type="array", items={"type": "string"},
+                           description="--vllm_arg values (one vLLM server per worker: the synthesizer's)."),
+        "pipeline_args": Param({}, type="object", description="Extra pipeline flags, e.g. {\"max_part_tokens\": 1024}."),
+    },
+) as instruction_pretrain_dag:
+
+    @task
+    def plan_shards(**context) -> List[Dict[str, Any]]:
+        """The options of every shard's job (what augment_corpus maps over)."""
+        return instruction_pretrain_shard_options(context["params"])
+
+    DataflowBeamOperator.partial(
+        task_id="augment_corpus",
+        runner="DataflowRunner",
+        py_file="pipeline",
+        py_options=["-m"],
+        py_interpreter=PYTHON,
+        dataflow_config=dataflow_config("fi-instruction-pretrain-shard-{{ ti.map_index }}"),
+        gcp_conn_id=GCP_CONN_ID,
+        max_active_tis_per_dagrun=MAX_PARALLEL_SHARDS,
+        execution_timeout=timedelta(hours=48),
+    ).expand(pipeline_options=plan_shards())

@@ -33,40 +33,15 @@ OUTPUT="${OUTPUT:-${GCS}/pairs/$(timestamp)}"
 require_gs DOCUMENTS LIBRARY OUTPUT
 PY="$(launcher_python)"
 
-GPU_PLACEMENT="${GPU_PLACEMENT:-all_workers}"
-GPU_TYPE="${GPU_TYPE:-nvidia-l4}"
-GPU_COUNT="${GPU_COUNT:-1}"
-NVIDIA_DRIVER="${NVIDIA_DRIVER-latest}"
-GPU_MACHINE_TYPE="${GPU_MACHINE_TYPE:-g2-standard-8}"
-CPU_MACHINE_TYPE="${CPU_MACHINE_TYPE:-n2-standard-8}"
 INSTANTIATOR="${INSTANTIATOR:-vllm}"
 JUDGE="${JUDGE:-vllm}"
-
-case "${GPU_PLACEMENT}" in
-  all_workers)
-    placement=(
-      --dataflow_service_options "worker_accelerator=type:${GPU_TYPE};count:${GPU_COUNT};$(driver_directive)"
-      --machine_type "${GPU_MACHINE_TYPE}"
-    )
-    ;;
-  right_fitting)
-    placement=(
-      --accelerator "type:${GPU_TYPE};count:${GPU_COUNT};machine_type:${GPU_MACHINE_TYPE};$(driver_directive)"
-      --machine_type "${CPU_MACHINE_TYPE}"
-    )
-    ;;
-  *)
-    die "GPU_PLACEMENT must be all_workers or right_fitting (got '${GPU_PLACEMENT}')"
-    ;;
-esac
+set_gpu_placement
 
 models=()
 [[ -z "${INSTANTIATOR_MODEL:-}" ]] || models+=(--instantiator_model "${INSTANTIATOR_MODEL}")
 [[ -z "${JUDGE_MODEL:-}" ]] || models+=(--judge_model "${JUDGE_MODEL}")
 
-network=()
-[[ -z "${SERVICE_ACCOUNT:-}" ]] || network+=(--service_account_email "${SERVICE_ACCOUNT}")
-[[ -z "${SUBNETWORK:-}" ]] || network+=(--subnetwork "${SUBNETWORK}" --no_use_public_ips)
+set_network
 
 cd "${REPO_ROOT}"
 run "${PY}" -m pipeline \

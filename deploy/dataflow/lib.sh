@@ -62,6 +62,43 @@ driver_directive() {
   fi
 }
 
+# set_gpu_placement: the array `placement` for GPU_PLACEMENT (all_workers | right_fitting), from
+# GPU_TYPE, GPU_COUNT, NVIDIA_DRIVER, GPU_MACHINE_TYPE and CPU_MACHINE_TYPE (defaults set here).
+# Dataflow's right-fitting docs: don't combine the worker_accelerator service option with
+# resource hints, so each mode sets exactly one of the two.
+set_gpu_placement() {
+  GPU_PLACEMENT="${GPU_PLACEMENT:-all_workers}"
+  GPU_TYPE="${GPU_TYPE:-nvidia-l4}"
+  GPU_COUNT="${GPU_COUNT:-1}"
+  NVIDIA_DRIVER="${NVIDIA_DRIVER-latest}"
+  GPU_MACHINE_TYPE="${GPU_MACHINE_TYPE:-g2-standard-8}"
+  CPU_MACHINE_TYPE="${CPU_MACHINE_TYPE:-n2-standard-8}"
+  case "${GPU_PLACEMENT}" in
+    all_workers)
+      placement=(
+        --dataflow_service_options "worker_accelerator=type:${GPU_TYPE};count:${GPU_COUNT};$(driver_directive)"
+        --machine_type "${GPU_MACHINE_TYPE}"
+      )
+      ;;
+    right_fitting)
+      placement=(
+        --accelerator "type:${GPU_TYPE};count:${GPU_COUNT};machine_type:${GPU_MACHINE_TYPE};$(driver_directive)"
+        --machine_type "${CPU_MACHINE_TYPE}"
+      )
+      ;;
+    *)
+      die "GPU_PLACEMENT must be all_workers or right_fitting (got '${GPU_PLACEMENT}')"
+      ;;
+  esac
+}
+
+# set_network: the array `network` from SERVICE_ACCOUNT and SUBNETWORK (Beam's flags).
+set_network() {
+  network=()
+  [[ -z "${SERVICE_ACCOUNT:-}" ]] || network+=(--service_account_email "${SERVICE_ACCOUNT}")
+  [[ -z "${SUBNETWORK:-}" ]] || network+=(--subnetwork "${SUBNETWORK}" --no_use_public_ips)
+}
+
 run() {
   if [[ "${DRY_RUN:-0}" == 1 ]]; then
     printf '+'
