@@ -24,8 +24,8 @@ from pipeline.records import Document
 from pipeline.synthesizer_chains import (Chain, TextPart, augmented_text, bucket_of, examples_before,
                                          form_chains, layout_for, num_buckets, with_pairs, LAYOUTS)
 from pipeline.synthesizer_context import fit_examples, part_budget, prompt_budget, split_text
-from pipeline.synthesizer_format import QAPair, build_prompt, parse_pairs
-from transforms.accounting import DEAD, NAMESPACE, SEP, StageCounters, count_stage
+from pipeline.synthesizer_format import MARKERS, QAPair, build_prompt, parse_pairs
+from transforms.accounting import DEAD, FILTERED, NAMESPACE, SEP, StageCounters, count_stage
 from transforms.generation import FAILED, Generate, Generated
 from transforms.generation_config import GenerationConfig
 from transforms.records import DeadLetter
@@ -91,7 +91,9 @@ def token_counter(tokenizer):
 # --------------------------------------------------------------------------- steps
 
 class _SplitFn(beam.DoFn):
-    """Document -> its TextParts (one, unless its prompt would not fit the context)."""
+    """Document -> its TextParts (one, unless its prompt would not fit the context); a document
+    holding one of the format's markers is filtered (``marker_in_text``): in a prompt it would end
+    the text early or, as ``<s>``/``</s>``, become a special token."""
 
     def __init__(self, tokenizer: str, budget: int, stage: str = "split"):
         self._tokenizer, self._budget, self._stage = tokenizer, budget, stage
@@ -105,6 +107,10 @@ class _SplitFn(beam.DoFn):
     def process(self, doc: Document):
         c = self._counters
         c.inc_in()
+        marker = next((m for m in MARKERS if m in doc.text), None)
+        if marker is not None:  # it would read as the format's own structure (or a BOS/EOS token)
+            yield c.filtered_output("marker_in_text", f"{doc.accounting_text()} (holds {marker!r})", doc.source)
+            return
         start = time.perf_counter()
         try:
             texts = split_text(doc.text, self._count, self._budget)
@@ -276,12 +282,12 @@ def chain_document(chain: Chain, seed: int) -> dict:
 
 def instruction_pretrain_graph(documents, opts: argparse.Namespace, config: GenerationConfig, out: str,
                                handler=None) -> List:
-    """Documents -> OUTPUT/pairs/ and OUTPUT/augmented/; returns the dead-letter PCollections."""
+    """Documents -> OUTPUT/pairs/ and OUTPUT/augmented/; returns the dead-letter and filtered PCollections."""
     budget = prompt_budget(opts.synthesizer_context, opts.synthesizer_max_tokens)
     per_text = min(budget, opts.max_part_tokens or part_budget(opts.synthesizer_context, opts.synthesizer_max_tokens,
                                                                opts.rounds))
     tokenizer = opts.synthesizer_tokenizer or opts.synthesizer_model
-    split = documents | "Split" >> beam.ParDo(_SplitFn(tokenizer, per_text)).with_outputs(DEAD, main="out")
+    split = documents | "Split" >> beam.ParDo(_SplitFn(tokenizer, per_text)).with_outputs(DEAD, FILTERED, main="out")
     chains = split.out | "FormChains" >> FormChains(opts.rounds, opts.seed)
     dead = [split[DEAD]]
     for r in range(opts.rounds):
@@ -305,7 +311,7 @@ def instruction_pretrain_graph(documents, opts: argparse.Namespace, config: Gene
          | "AugmentedDocuments" >> beam.Map(to_document)
          | "WriteAugmented" >> WriteSortedShards(f"{out}/augmented/augmented", AUGMENTED_SCHEMA, "augmented_id",
                                                  opts.num_shards))
-    return dead
+    return dead, [split[FILTERED]]
 
 
 def document_augmented(doc: Document, pairs: List[Tuple[str, str]], seed: int) -> dict:

@@ -151,7 +151,8 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
     dead = [read[DEAD], sized.dead_letters]
     filtered = [sized.filtered, unique.filtered]
     if synthesizer is not None:
-        dead += instruction_pretrain.instruction_pretrain_graph(unique.out, opts, synthesizer, out)
+        more_dead, more_filtered = instruction_pretrain.instruction_pretrain_graph(unique.out, opts, synthesizer, out)
+        dead, filtered = dead + more_dead, filtered + more_filtered
     else:
         more_dead, more_filtered = fineinstructions_graph(p, unique.out, opts, manifest, out)
         dead, filtered = dead + more_dead, filtered + more_filtered

@@ -60,6 +60,18 @@ def metadata_parameters() -> Dict[str, dict]:
     return {p["name"]: p for p in json.loads(METADATA.read_text())["parameters"]}
 
 
+def assert_declared_and_valid(parameters: Dict[str, str]) -> None:
+    """Every parameter is declared in metadata.json and passes its enum and regexes there."""
+    declared = metadata_parameters()
+    assert set(parameters) <= set(declared), set(parameters) - set(declared)
+    for name, value in parameters.items():
+        spec = declared[name]
+        if "enumOptions" in spec:
+            assert value in [o["value"] for o in spec["enumOptions"]], (name, value)
+        for pattern in spec.get("regexes", []):
+            assert re.search(pattern, value), (name, value, pattern)
+
+
 def flex_run(**overrides: Optional[str]) -> List[str]:
     (argv,) = commands("05_run_flex_template.sh", **overrides)
     return argv
@@ -155,15 +167,8 @@ def test_05_run_command():
 
 def test_05_parameters_are_the_templates_and_pass_its_checks():
     env = example()
-    declared = metadata_parameters()
     parameters = alt_list(opt(flex_run(OUTPUT="gs://b/pairs/run-1"), "--parameters"))
-    assert set(parameters) <= set(declared), set(parameters) - set(declared)
-    for name, value in parameters.items():
-        spec = declared[name]
-        if "enumOptions" in spec:
-            assert value in [o["value"] for o in spec["enumOptions"]], (name, value)
-        for pattern in spec.get("regexes", []):
-            assert re.search(pattern, value), (name, value, pattern)
+    assert_declared_and_valid(parameters)
     assert parameters["documents"] == env["DOCUMENTS"] and parameters["templates"] == env["LIBRARY"]
     assert parameters["output"] == "gs://b/pairs/run-1"
 
@@ -188,15 +193,9 @@ def test_05_instruction_pretrain_parameters_parse_as_the_methods_flags():
     from pipeline.options import DocumentPipelineOptions
     from transforms.job_options import add_job_arguments
 
-    declared = metadata_parameters()
     parameters = alt_list(opt(flex_run(METHOD="instruction_pretrain", ROUNDS="3"), "--parameters"))
-    assert set(parameters) <= set(declared) and "templates" not in parameters
-    for name, value in parameters.items():
-        spec = declared[name]
-        if "enumOptions" in spec:
-            assert value in [o["value"] for o in spec["enumOptions"]], (name, value)
-        for pattern in spec.get("regexes", []):
-            assert re.search(pattern, value), (name, value, pattern)
+    assert_declared_and_valid(parameters)
+    assert "templates" not in parameters
     parser = argparse.ArgumentParser(allow_abbrev=False)
     add_job_arguments(parser, DocumentPipelineOptions)
     flags, unknown = parser.parse_known_args([f"--{k}={v}" for k, v in parameters.items()])

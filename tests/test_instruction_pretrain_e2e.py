@@ -16,6 +16,7 @@ import pytest
 from pipeline.instruction_pretrain import stages_and_chain, token_counter
 from pipeline.job import run
 from pipeline.synthesizer_context import part_budget, split_text
+from pipeline.synthesizer_format import MARKERS
 from tiny_models import build_mistral_tokenizer, build_tiny_mistral_lm
 
 pytestmark = pytest.mark.e2e
@@ -48,6 +49,10 @@ def documents(tmp_path_factory):
         pytest.skip("../shared/data is not beside this checkout")
     lines = (shared / "wiki_01.jsonl").read_text("utf-8").splitlines()[:7]
     lines += [json.dumps({"id": "planted-500", "text": FAILING_TEXT}),
+              json.dumps({"id": "planted-marker", "text": "An HTML page kept its strike-through tag: <s>old price</s> "
+                                                          "and then the new price, which a prompt would read as a "
+                                                          "second BOS and an end of sequence in the middle of a text. It is filtered with its reason before "
+                                                          "any prompt is built, so nothing is lost silently."}),
               json.dumps({"id": "short", "text": "Too short."}), '{"id": "broken", "text": ']
     path = tmp_path_factory.mktemp("docs") / "docs.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -79,7 +84,7 @@ def expected_parts(documents, tokenizer_dir, context=CONTEXT, max_tokens=MAX_TOK
             doc = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if len(doc["text"]) >= 200:
+        if len(doc["text"]) >= 200 and not any(m in doc["text"] for m in MARKERS):
             texts = split_text(doc["text"], count, part_budget(context, max_tokens, ROUNDS))
             assert "".join(texts) == doc["text"]
             parts.update({f"{doc['id']}#{i}": t for i, t in enumerate(texts)})
@@ -102,9 +107,12 @@ def test_every_record_is_accounted_for(fake_run):
     stages, chain = stages_and_chain(ROUNDS)
     assert [c["from"] for c in report["chain"]] == [a for a, _ in chain] and all(c["ok"] for c in report["chain"])
     s = {st["stage"]: st for st in report["stages"]}
-    assert s["read"]["in"] == 10 and s["read"]["dead_letters_by_reason"] == {"invalid_json": 1}
+    assert s["read"]["in"] == 11 and s["read"]["dead_letters_by_reason"] == {"invalid_json": 1}
     assert s["filter_documents"]["filtered_by_reason"] == {"too_short": 1}
-    assert s["split"]["in"] == 8 and s["split"]["other"]["parts"] == s["chain"]["in"] == s["augment"]["out"]
+    assert s["split"]["in"] == 9 and s["split"]["other"]["parts"] == s["chain"]["in"] == s["augment"]["out"]
+    assert s["split"]["filtered_by_reason"] == {"marker_in_text": 1}
+    [marked] = [f for f in _rows(out / "filtered" / "*.jsonl") if f["stage"] == "split"]
+    assert marked["reason"] == "marker_in_text" and "planted-marker" in marked["text"]
     assert s["split"]["other"]["documents_split"] == 7  # every article is longer than one prompt
     # Round 1 synthesizes every chain's first text, round 2 the second texts.
     assert s["synthesize_r1_generate"]["in"] == s["chain"]["other"]["chains"]
