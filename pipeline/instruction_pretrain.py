@@ -31,9 +31,6 @@ from transforms.generation_config import GenerationConfig
 from transforms.records import DeadLetter
 from transforms.record_io import WriteSortedShards, first_jsonl_rows
 
-SYNTHESIZER_MODEL = "instruction-pretrain/instruction-synthesizer"
-"""The released context-based instruction synthesizer (Mistral-7B fine-tune, 4k context)."""
-
 PAIR_SCHEMA = pa.schema([
     ("pair_id", pa.string()), ("doc_id", pa.string()), ("part", pa.int32()), ("round", pa.int32()),
     ("chain", pa.string()), ("pair_index", pa.int32()), ("question", pa.string()), ("answer", pa.string()),

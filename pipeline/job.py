@@ -233,6 +233,8 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipel
     else:
         print(pairs_summary(opts.output, report))
         print(f"\nPairs: {out}/pairs/")
+    if opts.augmented_corpus:
+        print(augmented_example(out))
     if opts.method == "instruction_pretrain" or opts.augmented_corpus:
         print(f"Instruction-augmented corpus: {out}/augmented/")
     print(f"Run report: {path}")
@@ -257,6 +259,16 @@ def read_pairs(output: str) -> List[dict]:
 def first_pairs(output: str, n: int) -> List[dict]:
     """The first ``n`` pairs of the first shard (shards are sorted): reads no more than that."""
     return first_jsonl_rows(f"{output.rstrip('/')}/pairs/pairs-*.jsonl", n)
+
+
+def augmented_example(output: str, look_at: int = 100, chars: int = 600) -> str:
+    """The end of the first augmented document (of the first ``look_at``) that has pairs."""
+    rows = first_jsonl_rows(f"{output}/augmented/augmented-*.jsonl", look_at)
+    row = next((r for r in rows if r["num_pairs"]), None)
+    if row is None:
+        return f"\nAugmented corpus: {len(rows)}+ documents, none of the first with pairs"
+    text = row["text"] if len(row["text"]) <= chars else "... " + row["text"][-chars:]
+    return f"\n--- augmented document {row['augmented_id']} ({row['num_pairs']} pairs), its end:\n{text}"
 
 
 def pairs_summary(output: str, report: dict, examples: int = 3) -> str:

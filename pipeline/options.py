@@ -6,7 +6,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.gaussian_pooling import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_MAX_DOCUMENT_TOKENS, DEFAULT_SIGMA
 from pipeline.instantiator_prompt import MODEL_NAME as INSTANTIATOR_MODEL
 from pipeline.judge_prompt import MODEL_NAME as JUDGE_MODEL
-from pipeline.instruction_pretrain import SYNTHESIZER_MODEL
+from pipeline.synthesizer_format import SYNTHESIZER_MODEL
 from transforms.generation_config import MODEL_BACKENDS
 
 INSTANTIATOR_PROMPTS = ("json", "json_with_instructions", "paper")

@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import List, NamedTuple, Sequence, Tuple
 
+SYNTHESIZER_MODEL = "instruction-pretrain/instruction-synthesizer"
+"""The released context-based instruction synthesizer (Mistral-7B fine-tune, 4k context)."""
+
 BOS, EOS = "<s>", "</s>"
 CON, CON_END, QUE, ANS, END = "<CON>", "</CON>", "<QUE>", "<ANS>", "</END>"
 MARKERS = (BOS, EOS, CON, CON_END, QUE, ANS, END)

@@ -16,7 +16,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from transforms.accounting import DEAD, FILTERED, StageCounters, accounted_map, count_stage, text_and_source
-from transforms.generation_config import MODEL_BACKENDS, GenerationConfig, GenerationFailure, Prompt
+from transforms.generation_config import GenerationConfig, GenerationFailure, Prompt
 from transforms.records import DeadLetter
 
 
