@@ -7,13 +7,15 @@ traced back to its document.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Iterable, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
+from apache_beam.metrics import Metrics
 
 from pipeline.records import Document
-from transforms.accounting import DEAD, FILTERED, Rejected, StageCounters
+from transforms.accounting import DEAD, FILTERED, NAMESPACE, SEP, Rejected, StageCounters
 from transforms.record_io import RowError, SourceSpec, iter_rows, text_problem
 from transforms.records import DeadLetter, Filtered
 
@@ -25,26 +27,56 @@ class DocumentFields(NamedTuple):
     url_field: str = "url"
 
 
+# C0 controls but tab, newline and carriage return; DEL; C1 controls; zero-width space, word
+# joiner and a BOM inside the text. Zero-width (non-)joiners stay: they carry meaning in Persian,
+# Indic scripts and emoji sequences.
+_INVISIBLE_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u2060\ufeff]")
+
+
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
+def lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a UTF-16 surrogate on its own (JSON ``"\\ud800"``): no UTF-8 exists for it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def clean_text(text: str) -> str:
+    """``text`` without control and invisible characters (NUL, ESC, zero-width space, ...), which
+    would otherwise reach answers verbatim."""
+    return _INVISIBLE_RE.sub("", text)
+
+
 def document_from_fields(fields: dict, names: DocumentFields, source: str) -> Document:
-    """A Document from one parsed row; raises ``_RowProblem(reason, error)`` for a bad row."""
+    """A Document from one parsed row (text cleaned by :func:`clean_text`); raises
+    ``_RowProblem(reason, error)`` for a bad row."""
     problem = text_problem(fields, names.text_field)
     if problem:
         raise _RowProblem(*problem)
-    text = fields[names.text_field]
+    raw_text = fields[names.text_field]
+    if lone_surrogate(raw_text):
+        raise _RowProblem("invalid_unicode", f"field {names.text_field!r} holds a lone UTF-16 surrogate")
+    text = clean_text(raw_text)
+    if not text.strip():
+        raise _RowProblem("empty_text", f"field {names.text_field!r} holds only control characters")
     digest = content_hash(text)
     raw_id = fields.get(names.id_field)
     if raw_id is None or raw_id == "":
         doc_id = f"sha256:{digest}"
     elif isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool):
         doc_id = str(raw_id)
+        if lone_surrogate(doc_id):
+            raise _RowProblem("invalid_unicode", f"field {names.id_field!r} holds a lone UTF-16 surrogate")
     else:
         raise _RowProblem("wrong_type", f"field {names.id_field!r} is {type(raw_id).__name__}, not a string or int")
     url = fields.get(names.url_field)
-    return Document(doc_id, text, url if isinstance(url, str) else "", source, digest)
+    url = url if isinstance(url, str) and not lone_surrogate(url) else ""
+    return Document(doc_id, text, url, source, digest)
 
 
 class _RowProblem(Exception):
@@ -59,6 +91,7 @@ class _ReadDocumentsFn(beam.DoFn):
 
     def setup(self):
         self._counters = StageCounters(self._stage)
+        self._cleaned = Metrics.counter(NAMESPACE, f"{self._stage}{SEP}cleaned_control_characters")
 
     def process(self, readable_file: fileio.ReadableFile):
         c = self._counters
@@ -72,6 +105,8 @@ class _ReadDocumentsFn(beam.DoFn):
                 except _RowProblem as p:
                     reason, error, raw, locator = p.reason, str(p), item.raw, item.locator
                 else:
+                    if doc.text != item.fields[self._names.text_field]:
+                        self._cleaned.inc()
                     c.inc_out()
                     yield doc
                     continue

@@ -379,7 +379,15 @@ def to_jsonable(obj: Any, keep_bytes: bool = False) -> Any:
 
 
 def _to_json_line(record: Any) -> str:
-    return json.dumps(to_jsonable(record), ensure_ascii=False, sort_keys=True)
+    """One JSON line; a record holding a lone surrogate (from bad input) is written with
+    ``\\uXXXX`` escapes, since no UTF-8 exists for it, instead of crashing the writer."""
+    obj = to_jsonable(record)
+    line = json.dumps(obj, ensure_ascii=False, sort_keys=True)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(obj, ensure_ascii=True, sort_keys=True)
+    return line
 
 
 class WriteJsonl(beam.PTransform):
