@@ -96,7 +96,8 @@ class _ReadDocumentsFn(beam.DoFn):
     def process(self, readable_file: fileio.ReadableFile):
         c = self._counters
         for item in iter_rows(readable_file, self._spec):
-            c.inc_in()
+            rows = item.rows if isinstance(item, RowError) else 1
+            c.inc_in(rows)
             if isinstance(item, RowError):
                 reason, error, raw, locator = item.reason, item.error, item.raw, item.locator
             else:
@@ -110,7 +111,7 @@ class _ReadDocumentsFn(beam.DoFn):
                     c.inc_out()
                     yield doc
                     continue
-            c.dead(reason)
+            c.dead(reason, rows)
             yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(self._stage, reason, error, raw[:10000],
                                                             self._spec.name, locator))
 

@@ -361,3 +361,56 @@ def test_write_parquet_round_trip(tmp_path):
     rows = [r for path in files for r in pq.read_table(path).to_pylist()]
     assert sorted(rows, key=lambda r: r["query_id"]) == [to_jsonable(u) for u in UNIQUE]
     assert pq.read_schema(files[0]).equals(schema)
+
+
+# --- Parquet: a bad row costs that row; an unreadable row group is counted (issue 13) -------
+
+def _parquet_with_undecodable_row(path, n=10, bad=3):
+    """A Parquet file whose string column holds invalid UTF-8 in row ``bad`` (0-based), written
+    without validation, as a broken producer would."""
+    import numpy as np
+
+    texts = [b"good text %d" % i for i in range(n)]
+    texts[bad] = b"bad \xff\xfe row"
+    offsets = np.cumsum([0] + [len(t) for t in texts]).astype(np.int32)
+    column = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(texts))])
+    pq.write_table(pa.table({"id": [f"id{i}" for i in range(n)], "text": column}), path)
+    return str(path)
+
+
+def _parquet_with_corrupt_row_group(path):
+    """Ten rows in two row groups; the second group's data page header overwritten."""
+    table = pa.table({"id": [f"id{i}" for i in range(10)], "text": [f"text number {i} " * 5 for i in range(10)]})
+    pq.write_table(table, path, row_group_size=5, compression="none")
+    offset = pq.ParquetFile(path).metadata.row_group(1).column(1).data_page_offset
+    data = bytearray(open(path, "rb").read())
+    data[offset:offset + 40] = b"\xab" * 40
+    open(path, "wb").write(bytes(data))
+    return str(path)
+
+
+def test_an_undecodable_parquet_row_costs_only_that_row(tmp_path):
+    path = _parquet_with_undecodable_row(tmp_path / "bad_row.parquet")
+    rows = _rows(path, "parquet")
+    assert len(rows) == 10
+    errors = [r for r in rows if isinstance(r, RowError)]
+    assert [(e.reason, e.locator, e.rows) for e in errors] == [("parquet_bad_row", f"{path}:row 4", 1)]
+    assert [r.fields["id"] for r in rows if isinstance(r, Row)] == [f"id{i}" for i in range(10) if i != 3]
+
+
+def test_an_unreadable_row_group_is_counted_and_the_rest_is_read(tmp_path):
+    path = _parquet_with_corrupt_row_group(tmp_path / "bad_group.parquet")
+    rows = _rows(path, "parquet")
+    assert [r.fields["id"] for r in rows if isinstance(r, Row)] == [f"id{i}" for i in range(5)]
+    [error] = [r for r in rows if isinstance(r, RowError)]
+    assert (error.reason, error.locator, error.rows) == ("parquet_read_error", f"{path}:row 6", 5)
+
+
+def test_the_read_stage_counts_lost_parquet_rows_as_input(tmp_path):
+    bad_row = _parquet_with_undecodable_row(tmp_path / "a.parquet")
+    bad_group = _parquet_with_corrupt_row_group(tmp_path / "b.parquet")
+    p = TestPipeline()
+    _ = p | ReadQueries([SourceSpec("a", bad_row, "parquet", "text"), SourceSpec("b", bad_group, "parquet", "text")])
+    counters = _counters(p.run())
+    assert counters["read|in"] == 20 and counters["read|out"] == 14
+    assert counters["read|dead|parquet_bad_row"] == 1 and counters["read|dead|parquet_read_error"] == 5

@@ -68,11 +68,13 @@ class Row(NamedTuple):
 
 
 class RowError(NamedTuple):
-    """An input row that could not be parsed: reason code, message, raw input, locator."""
+    """An input row that could not be parsed: reason code, message, raw input, locator; ``rows``
+    is how many input rows it stands for (more than one only for the unreadable rest of a file)."""
     reason: str
     error: str
     raw: str
     locator: str
+    rows: int = 1
 
 
 def infer_format(path: str) -> str:
@@ -263,18 +265,58 @@ def _csv_rows(lines: Iterable[tuple[int, bytes]], path: str, spec: SourceSpec) -
             yield Row(dict(zip(header, values)), raw, locator)
 
 
-def _parquet_rows(path: str) -> Iterator[Union[Row, RowError]]:
-    n = 0
+_ROW_ERRORS = (pa.ArrowException, ValueError, UnicodeDecodeError)
+
+
+def _batch_rows(batch: pa.RecordBatch, path: str, first: int) -> Iterator[Union[Row, RowError]]:
+    """One record batch's rows; when the batch cannot be converted as a whole (e.g. one row's
+    string is not UTF-8), row by row, so the bad row alone is a ``parquet_bad_row``."""
     try:
-        with FileSystems.open(path, mime_type="application/octet-stream",
-                              compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=_PARQUET_BATCH_ROWS):
-                for fields in batch.to_pylist():
-                    n += 1
-                    raw = json.dumps(fields, ensure_ascii=False, sort_keys=True, default=str)
-                    yield Row(fields, raw, f"{path}:row {n}")
-    except (pa.ArrowException, OSError, ValueError) as e:
-        yield RowError("parquet_read_error", f"{type(e).__name__}: {e}", "", f"{path}:row {n + 1}")
+        rows = batch.to_pylist()
+    except _ROW_ERRORS:
+        rows = None
+    for i in range(batch.num_rows):
+        locator = f"{path}:row {first + i}"
+        try:
+            fields = rows[i] if rows is not None else batch.slice(i, 1).to_pylist()[0]
+        except _ROW_ERRORS as e:
+            yield RowError("parquet_bad_row", f"{type(e).__name__}: {e}"[:500], "", locator)
+            continue
+        yield Row(fields, json.dumps(fields, ensure_ascii=False, sort_keys=True, default=str), locator)
+
+
+def _parquet_rows(path: str) -> Iterator[Union[Row, RowError]]:
+    """A Parquet file's rows, row group by row group: a row that cannot be decoded is its own
+    error, and a row group (or file) that cannot be read is one error standing for every row it
+    holds (from the footer's row counts), so conservation counts the lost rows; the next row
+    group is still read. An unreadable footer is one error for a file of unknown size."""
+    try:
+        f = FileSystems.open(path, mime_type="application/octet-stream",
+                             compression_type=CompressionTypes.UNCOMPRESSED)
+    except (OSError, ValueError) as e:
+        yield RowError("parquet_read_error", f"{type(e).__name__}: {e}"[:1000], "", f"{path}:row 1")
+        return
+    with f:
+        try:
+            parquet = pq.ParquetFile(f)
+            groups = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
+        except (pa.ArrowException, OSError, ValueError) as e:
+            yield RowError("parquet_read_error", f"{type(e).__name__}: {e} (the footer: row count unknown)"[:1000],
+                           "", f"{path}:row 1")
+            return
+        first = 1
+        for g, size in enumerate(groups):
+            done = 0
+            try:
+                for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, row_groups=[g]):
+                    yield from _batch_rows(batch, path, first + done)
+                    done += batch.num_rows
+            except (pa.ArrowException, OSError, ValueError) as e:
+                lost = max(1, size - done)
+                yield RowError("parquet_read_error",
+                               f"{type(e).__name__}: {e} (row group {g}: {lost} rows from row {first + done} not read)"[:1000],
+                               "", f"{path}:row {first + done}", lost)
+            first += size
 
 
 def text_problem(fields: dict, text_field: str) -> Optional[tuple[str, str]]:
@@ -304,8 +346,9 @@ class _ReadQueriesFn(beam.DoFn):
     def process(self, readable_file: fileio.ReadableFile):
         spec, c = self._spec, self._counters
         for item in iter_rows(readable_file, spec):
-            c.inc_in()
-            self._source_rows.inc()
+            rows = item.rows if isinstance(item, RowError) else 1
+            c.inc_in(rows)
+            self._source_rows.inc(rows)
             if isinstance(item, RowError):
                 reason, error, raw = item.reason, item.error, item.raw
             else:
@@ -315,7 +358,7 @@ class _ReadQueriesFn(beam.DoFn):
                     yield Query(item.fields[spec.text_field], spec.name)
                     continue
                 (reason, error), raw = problem, item.raw
-            c.dead(reason)
+            c.dead(reason, rows)
             yield beam.pvalue.TaggedOutput(
                 DEAD, DeadLetter(self._stage, reason, error, raw, spec.name, item.locator))
 
