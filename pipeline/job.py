@@ -25,18 +25,19 @@ from pipeline.documents import DedupeDocuments, DocumentFields, ReadDocuments, d
 from pipeline.extractive import ExtractiveConfig, frame_in_document, usable_template
 from pipeline.match import LibraryRef, check_library_matches
 from pipeline.model_steps import INSTANTIATOR_SCHEMA, instantiator_prompt, judge_parser, judge_prompt, parse_instantiation
-from pipeline.options import DocumentPipelineOptions
+from pipeline.options import FLAG_RANGES, DocumentPipelineOptions
 from pipeline.synthesizer_context import prompt_budget
 from pipeline.steps import (EmbedStep, ExtractiveInstantiateStep, HeuristicJudgeStep, MatchStep, expand_step,
                             pair_record, to_drafts)
 from transforms import run_report
 from transforms.cli import PASS_THROUGH, job_main
+from transforms.flag_ranges import check_ranges
 from transforms.accounting import DEAD, FILTERED, NAMESPACE, SEP, accounted_map, count_stage
 from transforms.generation import GenerativeStep
 from transforms.generation_config import MODEL_BACKENDS, GenerationConfig
 from transforms.job_options import generation_config, job_flags
 from transforms.record_io import WriteJsonl, WriteSortedShards, first_jsonl_rows
-from transforms.template_library import read_manifest
+from transforms.template_library import read_manifest, verify_library
 
 STAGES = ("read", "filter_documents", "dedupe_documents", "embed", "match", "instantiate", "expand",
           "judge", "budget", "template_cap", "write")
@@ -128,6 +129,7 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
     deduplicated the same way, then go through ``--method``'s graph. Fails fast on bad flags
     or a library built with another embedding model."""
     opts = job_flags(options, DocumentPipelineOptions)
+    check_ranges(opts, FLAG_RANGES)
     required = ("documents", "output") + (("templates",) if opts.method == "fineinstructions" else ())
     for flag in required:
         if not getattr(opts, flag):
@@ -137,6 +139,8 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
     if opts.method == "fineinstructions":
         manifest = read_manifest(opts.templates)
         check_library_matches(manifest, opts.embedding_model)
+        if not opts.skip_library_check:
+            verify_library(opts.templates, manifest)
     fmt = document_format(opts.documents, opts.document_format)
     if not FileSystems.match([opts.documents])[0].metadata_list:
         raise FileNotFoundError(f"--documents {opts.documents!r} matches no file")
@@ -226,7 +230,8 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipel
     p = create_pipeline(options, pipeline=test_pipeline)
     extra = ({"method": opts.method, "synthesizer": f"{opts.synthesizer}:{opts.synthesizer_model}", "rounds": opts.rounds}
              if opts.method == "instruction_pretrain" else {"method": opts.method, "templates": opts.templates})
-    report, path = run_report.run_and_report("pipeline", p, *stages_and_chain(opts), opts.output, extra=extra)
+    report, path = run_report.run_and_report("pipeline", p, *stages_and_chain(opts), opts.output, extra=extra,
+                                             max_dead_fraction=opts.max_dead_fraction)
     out = opts.output.rstrip("/")
     if opts.method == "instruction_pretrain":
         print(instruction_pretrain.summary(out, report))

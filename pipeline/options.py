@@ -7,10 +7,23 @@ from pipeline.gaussian_pooling import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_MAX_DOCU
 from pipeline.instantiator_prompt import MODEL_NAME as INSTANTIATOR_MODEL
 from pipeline.judge_prompt import MODEL_NAME as JUDGE_MODEL
 from pipeline.synthesizer_format import SYNTHESIZER_MODEL
+from transforms.flag_ranges import AT_LEAST_0, AT_LEAST_1, COSINE, POSITIVE, SHARE, Range
 from transforms.generation_config import MODEL_BACKENDS
 
 INSTANTIATOR_PROMPTS = ("json", "json_with_instructions", "paper")
 METHODS = ("fineinstructions", "instruction_pretrain")
+
+FLAG_RANGES = {
+    "min_document_chars": AT_LEAST_0, "max_document_chars": AT_LEAST_1, "pooling_k": AT_LEAST_0,
+    "pooling_sigma": POSITIVE, "pooling_alpha": SHARE, "max_document_tokens": AT_LEAST_1, "top_k": AT_LEAST_1,
+    "match_threshold": COSINE, "templates_per_document": AT_LEAST_1, "max_pairs_per_document": AT_LEAST_0,
+    "match_temperature": AT_LEAST_0, "instantiator_max_tokens": AT_LEAST_1, "min_tag_similarity": COSINE,
+    "min_answer_similarity": COSINE, "max_answer_chars": AT_LEAST_1, "min_excerpt_ratio": SHARE,
+    "judge_max_tokens": AT_LEAST_1, "min_score": Range(1, 5), "max_template_share": Range(0, 1, lo_open=True),
+    "rounds": AT_LEAST_1, "synthesizer_max_tokens": AT_LEAST_1, "synthesizer_context": Range(2),
+    "max_part_tokens": AT_LEAST_0,
+}
+"""What each numeric flag of the pipeline job may be (checked before any work)."""
 
 DEFAULT_MATCH_THRESHOLD = 0.05
 DEFAULT_MATCH_TEMPERATURE = 0.02
@@ -40,6 +53,10 @@ class DocumentPipelineOptions(PipelineOptions):
         io.add_argument("--templates", default=None,
                         help="Template library directory written by templates_mining (local or gs://). "
                              "Required by --method fineinstructions.")
+        io.add_argument("--skip_library_check", action="store_true", default=False,
+                        help="Do not verify the library's files against the sha256 values of its manifest "
+                             "before the job (reads every file once: for a library of many millions of "
+                             "templates that is minutes; a broken library then fails on the workers).")
         io.add_argument("--augmented_corpus", action="store_true", default=False,
                         help="fineinstructions: also write OUTPUT/augmented/, every document followed by its "
                              "kept pairs (an instruction-augmented corpus, as --method instruction_pretrain "

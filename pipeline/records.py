@@ -26,6 +26,10 @@ class EmbeddedDocument(NamedTuple):
     chunk_centres: List[int]    # character centre of each retrieval vector
     token_vectors: Optional[TokenVectors] = None   # kept for the extractive instantiator only
 
+    @property
+    def source(self) -> str:
+        return self.document.source
+
     def accounting_text(self) -> str:
         return self.document.accounting_text()
 

@@ -10,13 +10,14 @@ import argparse
 from typing import List, Optional, Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from templates_mining.exact_dedupe import ExactDedupe
 from templates_mining.genericize import CommonWords, Genericize
 from templates_mining.near_dedupe import NearDedupe, NearDedupeConfig
 from templates_mining.normalize import NormalizeQueries
-from templates_mining.options import MiningOptions
+from templates_mining.options import FLAG_RANGES as MINING_FLAG_RANGES, MiningOptions
 from templates_mining.templatizer_prompt import OUTPUT_SCHEMA
 from templates_mining.query_filter import FilterConfig, query_filter_fn
 from templates_mining.template_dedupe import (ExactTemplateDedupe, SemanticDedupe, SemanticDedupeConfig,
@@ -26,6 +27,7 @@ from transforms.embedding import EmbedTexts
 from transforms.record_io import ReadQueries, SourceSpec, WriteJsonl, infer_format, load_sources
 from transforms import run_report
 from transforms.cli import PASS_THROUGH, job_main
+from transforms.flag_ranges import check_ranges
 from transforms.job_options import generation_config, job_flags
 from transforms.template_library import WriteLibrary, load_library, read_manifest
 
@@ -39,11 +41,17 @@ def source_specs(opts: argparse.Namespace) -> List[SourceSpec]:
     if bool(opts.sources) == bool(opts.queries):
         raise ValueError("give exactly one of --sources FILE or --queries GLOB")
     if opts.sources:
-        return load_sources(opts.sources)
-    fmt = opts.query_format or infer_format(opts.queries)
-    header = not (fmt in ("csv", "tsv") and opts.text_field.isdigit())
-    return [SourceSpec(name=opts.source_name, path=opts.queries, format=fmt,
-                       text_field=opts.text_field, header=header)]
+        specs = load_sources(opts.sources)
+    else:
+        fmt = opts.query_format or infer_format(opts.queries)
+        header = not (fmt in ("csv", "tsv") and opts.text_field.isdigit())
+        specs = [SourceSpec(name=opts.source_name, path=opts.queries, format=fmt,
+                            text_field=opts.text_field, header=header)]
+    for spec in specs:
+        if not FileSystems.match([spec.path])[0].metadata_list:
+            flag = "--queries" if opts.queries else f"--sources {opts.sources}: source {spec.name!r}"
+            raise FileNotFoundError(f"{flag}: {spec.path!r} matches no file")
+    return specs
 
 
 def configs(opts: argparse.Namespace):
@@ -66,6 +74,7 @@ def create_pipeline(options: PipelineOptions, pipeline: Optional[beam.Pipeline] 
     opts = job_flags(options, MiningOptions)
     if not opts.output:
         raise ValueError("--output DIR is required (a local or gs:// directory)")
+    check_ranges(opts, MINING_FLAG_RANGES)
     specs = source_specs(opts)
     filter_cfg, near_cfg, semantic_cfg = configs(opts)
     out = opts.output.rstrip("/")
@@ -130,7 +139,8 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipel
     options = PipelineOptions(argv)
     opts = job_flags(options, MiningOptions)
     p = create_pipeline(options, pipeline=test_pipeline)
-    report, path = run_report.run_and_report("templates_mining", p, *stages_and_chain(opts), opts.output)
+    report, path = run_report.run_and_report("templates_mining", p, *stages_and_chain(opts), opts.output,
+                                             max_dead_fraction=opts.max_dead_fraction)
     print(library_summary(opts.output))
     print(f"\nTemplate library: {opts.output}\nRun report: {path}")
     return report

@@ -6,8 +6,19 @@ import argparse
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from templates_mining.templatizer_prompt import MODEL_NAME as TEMPLATIZER_MODEL
+from transforms.flag_ranges import AT_LEAST_0, AT_LEAST_1, COSINE, SHARE
 from transforms.generation_config import MODEL_BACKENDS
 
+
+
+FLAG_RANGES = {
+    "min_chars": AT_LEAST_0, "max_chars": AT_LEAST_1, "min_content_words": AT_LEAST_0, "num_perm": AT_LEAST_1,
+    "bands": AT_LEAST_1, "rows": AT_LEAST_1, "shingle_size": AT_LEAST_1, "near_threshold": SHARE,
+    "cc_max_rounds": AT_LEAST_1, "genericizer_max_tokens": AT_LEAST_1, "common_word_min_df": SHARE,
+    "common_word_min_count": AT_LEAST_0, "semantic_threshold": COSINE, "semantic_query_weight": SHARE,
+    "partition_size": AT_LEAST_1,
+}
+"""What each numeric flag of the mining job may be (checked before any work)."""
 
 class MiningOptions(PipelineOptions):
     """Flags of ``python -m templates_mining`` besides the shared ones (transforms/job_options.py);

@@ -20,6 +20,7 @@ depends on words in its prompt (the last user message, or the completion prompt)
   a raw completion with no BOS added, in the released multi-round format) and answers 400
   with the problem otherwise.
 
+``GET /v1/models`` answers a model list (401 for the key ``REJECT-ME``): the jobs' probe.
 ``GET /_log`` returns every request seen (path, JSON body, Authorization header, prompt,
 server-side start and end times) so tests can check retries, parameters and concurrency.
 """
@@ -158,6 +159,10 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(obj).encode("utf-8"), headers=headers)
 
     def do_GET(self):  # pylint: disable=invalid-name
+        if self.path == "/v1/models":  # what the jobs probe before they start
+            if self.headers.get("Authorization") == "Bearer REJECT-ME":
+                return self._send_json(401, {"error": {"message": "invalid api key"}})
+            return self._send_json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
         if self.path != "/_log":
             return self._send_json(404, {"error": {"message": "not found"}})
         with self.state.lock:

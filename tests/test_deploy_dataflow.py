@@ -338,6 +338,8 @@ def build_job(script: str, gcs: LocalGcs, **env: str) -> DataflowJob:
     module, args = job_command(script, **env)
     flags = flag_values(args)
     library = None
+    if module == "templates_mining" and "--queries" in flags:
+        write_documents(gcs.local(one(flags, "--queries")))   # the job checks that its glob matches
     if module == "pipeline":
         if "--templates" in flags:
             library = gcs.local(one(flags, "--templates"))

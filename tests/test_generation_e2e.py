@@ -7,6 +7,7 @@ import pytest
 from pipeline.job import read_pairs
 from pipeline.job import run as run_pipeline
 from templates_mining.job import run as run_mining
+from transforms.errors import InputError
 from transforms.template_library import load_library, read_manifest
 
 from conftest import REPO, SAMPLE_SOURCES
@@ -57,13 +58,30 @@ def test_unparseable_model_output_and_a_dead_endpoint_are_dead_letters(fake_open
     dead = [d for d in dead_letters(out) if d["stage"] == "genericize"]
     assert len(dead) == 3 and all('"echo"' in d["raw"] for d in dead)  # the raw model text is kept
 
-    out = tmp_path / "down"
-    report = run_mining(["--queries", queries, "--output", str(out), "--genericizer", "openai",
-                         "--genericizer_model", "fake-templatizer", "--openai_base_url", "http://127.0.0.1:9/v1",
-                         "--openai_max_retries", "0", "--openai_timeout_s", "2"])
+    # An endpoint that is down stops the job before any work (exit 3), naming the URL ...
+    down = ["--queries", queries, "--genericizer", "openai", "--genericizer_model", "fake-templatizer",
+            "--openai_base_url", "http://127.0.0.1:9/v1", "--openai_max_retries", "0", "--openai_timeout_s", "2"]
+    with pytest.raises(InputError, match="http://127.0.0.1:9/v1 cannot be reached"):
+        run_mining(down + ["--output", str(tmp_path / "down")])
+    from templates_mining.job import main as mining_main
+    assert mining_main(down + ["--output", str(tmp_path / "down")]) == 3
+    assert not (tmp_path / "down").exists()
+    # ... and, unprobed, it is a failed run (exit 4 after the report), not a finished one.
+    out = tmp_path / "unprobed"
+    report = run_mining(down + ["--output", str(out), "--no-probe_endpoint"])
     assert report["conservation_ok"]
     assert stage(report, "genericize_generate")["dead_letters_by_reason"] == {"endpoint_unreachable": 3}
-    assert read_manifest(str(out))["count"] == 0
+    assert report["failures"] and report["failures"][0].startswith("stage genericize_generate: 3 of 3")
+    assert json.loads((out / "report.json").read_text())["failures"] == report["failures"]
+    assert mining_main(down + ["--output", str(tmp_path / "unprobed2"), "--no-probe_endpoint"]) == 4
+
+
+def test_an_endpoint_that_refuses_the_key_stops_the_job(fake_openai_url, tmp_path, monkeypatch):
+    queries = write_queries(tmp_path / "q.jsonl", ["how do I boil an egg"])
+    monkeypatch.setenv("OPENAI_API_KEY", "REJECT-ME")
+    with pytest.raises(InputError, match=r"refused the API key from \$OPENAI_API_KEY \(HTTP 401\)"):
+        run_mining(["--queries", queries, "--output", str(tmp_path / "o"), "--genericizer", "openai",
+                    "--openai_base_url", fake_openai_url])
 
 
 def test_pipeline_on_instantiator_and_judge_models(fake_openai_url, sample_library, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from templates_mining.exact_dedupe import dedupe_key
 from templates_mining.job import STAGES, run
 from transforms.template_format import validate_template
-from transforms.template_library import load_library
+from transforms.template_library import load_library, verify_library
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SAMPLE_SOURCES = REPO / "sample_data" / "queries" / "sources.yaml"
@@ -117,7 +117,7 @@ def test_sample_library_manifest_and_index(sample_run):
     manifest = lib.manifest
     assert manifest["count"] == len(_templates(out)) == len(lib.embeddings)
     assert manifest["embedding"]["dimension"] == 384
-    lib.verify_checksums()
+    verify_library(lib.path, lib.manifest)
     assert _self_nearest_fraction(out) >= 0.99
 
 

@@ -414,3 +414,14 @@ def test_the_read_stage_counts_lost_parquet_rows_as_input(tmp_path):
     counters = _counters(p.run())
     assert counters["read|in"] == 20 and counters["read|out"] == 14
     assert counters["read|dead|parquet_bad_row"] == 1 and counters["read|dead|parquet_read_error"] == 5
+
+
+def test_a_sources_tsv_with_a_column_index_reads_without_a_header_row(tmp_path):
+    # Issue 13: its first row used to be eaten as a header and every row was missing_field.
+    sources = tmp_path / "sources.yaml"
+    sources.write_text("- {name: ms, path: q.tsv, format: tsv, text_field: \"1\"}\n"
+                       "- {name: named, path: n.tsv, format: tsv, text_field: query}\n")
+    ms, named = load_sources(str(sources))
+    assert (ms.header, named.header) == (False, True)
+    path = _write(tmp_path / "q.tsv", b"1\tfirst query\n2\tsecond query\n")
+    assert [r.fields["1"] for r in _rows(path, "tsv", text_field="1", header=ms.header)] == ["first query", "second query"]

@@ -7,7 +7,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 
 from transforms.embedding import embed_texts, load_embedding_model
 from transforms.records import EmbeddedTemplate, Example, Template
-from transforms.template_library import MANIFEST, build_manifest, load_library, read_manifest, WriteLibrary
+from transforms.template_library import MANIFEST, WriteLibrary, build_manifest, load_library, read_manifest, verify_library
 
 
 def _templates():
@@ -53,7 +53,7 @@ def test_load_search_and_table(library):
     assert sorted(r["template_id"] for r in table) == [f"id{i:02d}" for i in range(5)]
     row = next(r for r in table if r["template_id"] == "id03")
     assert row["weight"] == 4 and row["examples"] == [{"text": "q3", "source": "s"}] and row["cluster_id"] == 1
-    lib.verify_checksums()
+    verify_library(lib.path, lib.manifest)
 
 
 def test_tampered_file_fails_verification(library, tmp_path):
@@ -66,7 +66,7 @@ def test_tampered_file_fails_verification(library, tmp_path):
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="embeddings/embeddings.npy"):
-        load_library(str(copy)).verify_checksums()
+        verify_library(str(copy), read_manifest(str(copy)))
 
 
 def test_missing_library_and_pure_manifest(tmp_path):
@@ -77,3 +77,52 @@ def test_missing_library_and_pure_manifest(tmp_path):
     (tmp_path / MANIFEST).write_text(json.dumps({**m, "format_version": 99}))
     with pytest.raises(ValueError, match="unsupported"):
         load_library(str(tmp_path))
+
+
+# --- a broken library fails before the job starts (issue 13) -----------------------------------
+
+def _broken_copy(library, tmp_path, name):
+    import shutil
+
+    out, _, _ = library
+    copy = tmp_path / name
+    shutil.copytree(out, copy)
+    return copy
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (lambda d: (d / "index").rename(d / "index-gone"), "is missing"),
+    (lambda d: (d / "embeddings" / "embeddings.npy").write_bytes(
+        (d / "embeddings" / "embeddings.npy").read_bytes()[:-64]), "embeddings/embeddings.npy does not match"),
+    (lambda d: [f.write_bytes(b"PAR1 not really") for f in (d / "templates").glob("*.parquet")], "templates/"),
+])
+def test_verify_library_names_what_is_broken(library, tmp_path, break_it, message):
+    copy = _broken_copy(library, tmp_path, "copy")
+    break_it(copy)
+    with pytest.raises(ValueError, match=message) as e:
+        verify_library(str(copy), read_manifest(str(copy)))
+    assert str(copy) in str(e.value) and "--skip_library_check" in str(e.value)
+
+
+def test_an_index_from_another_library_and_an_empty_one_are_refused(library, tmp_path):
+    import json
+    import shutil
+
+    copy = _broken_copy(library, tmp_path, "copy")
+    other = next((copy / "index").iterdir())
+    other.write_bytes(other.read_bytes() + b"\0")   # e.g. another library's index file
+    with pytest.raises(ValueError, match="index/"):
+        verify_library(str(copy), read_manifest(str(copy)))
+    empty = _broken_copy(library, tmp_path, "empty")
+    manifest = json.loads((empty / MANIFEST).read_text())
+    manifest["count"] = 0
+    (empty / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="0 templates"):
+        verify_library(str(empty), read_manifest(str(empty)))
+    shutil.rmtree(empty)
+
+
+def test_a_corrupt_manifest_error_names_the_file(tmp_path):
+    (tmp_path / MANIFEST).write_text('{"format_version": 1, "files": {')
+    with pytest.raises(ValueError, match=str(tmp_path / MANIFEST)):
+        read_manifest(str(tmp_path))

@@ -36,6 +36,14 @@ class JobOptions(PipelineOptions):
                        help="Inputs per embedding forward pass (template descriptions, document windows).")
         c.add_argument("--seed", type=int, default=42,
                        help="Seed of every random choice (same inputs and seed, same output).")
+        c.add_argument("--max_dead_fraction", type=float, default=0.5,
+                       help="The run fails (exit 4, after writing its report) when a stage's dead letters "
+                            "exceed this share of its input, or every row of a source is a dead letter: a "
+                            "broken endpoint or input must not look like a finished run.")
+        c.add_argument("--probe_endpoint", action=argparse.BooleanOptionalAction, default=True,
+                       help="openai backend: send one request to --openai_base_url before the job and stop "
+                            "with the cause when it cannot be reached or refuses the key (turn off when only "
+                            "the workers can reach it).")
 
 
 def job_flags(options: PipelineOptions, cls: Type[PipelineOptions]) -> argparse.Namespace:
@@ -115,4 +123,7 @@ def generation_config(opts: argparse.Namespace, backend: str, model: str, max_ne
         max_retries=opts.openai_max_retries, vllm_args=parse_vllm_args([*opts.vllm_arg, *step_vllm_args]),
         device=opts.transformers_device, dtype=opts.transformers_dtype)
     config.validate()
+    if backend == "openai" and getattr(opts, "probe_endpoint", False):
+        from transforms.openai_backend import probe_endpoint
+        probe_endpoint(config)
     return config

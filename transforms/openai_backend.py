@@ -194,3 +194,29 @@ class OpenAICompatibleHandler(ModelHandler[Prompt, Union[str, GenerationFailure]
 
     def get_metrics_namespace(self) -> str:
         return "fineinstructions_openai"
+
+
+def probe_endpoint(config: GenerationConfig, timeout_s: float = 15.0) -> None:
+    """One ``GET {base_url}/models`` before the job: raises InputError naming the URL when the
+    endpoint cannot be reached or refuses the key (401/403). Any other answer, a 404 from a
+    server without that route included, means it is there."""
+    import urllib.error
+    import urllib.request
+
+    from transforms.errors import InputError
+
+    url = config.base_url.rstrip("/") + "/models"
+    key = os.environ.get(config.api_key_env) or "EMPTY"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s):
+            return
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            raise InputError(f"the openai endpoint {config.base_url} refused the API key from ${config.api_key_env} "
+                             f"(HTTP {e.code}): set it, or name the variable with --openai_api_key_env") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise InputError(f"the openai endpoint {config.base_url} cannot be reached ({reason}): start it or fix "
+                         "--openai_base_url (--no-probe_endpoint skips this check when only the workers can "
+                         "reach it)") from None

@@ -154,6 +154,8 @@ def _parse_source(entry: Any, where: str, base_dir: str) -> SourceSpec:
     if not header and not text_field.isdigit():
         raise ValueError(
             f"{where}: with header: false, text_field must be a 0-based column index such as \"1\"")
+    if "header" not in entry and fmt in ("csv", "tsv") and text_field.isdigit():
+        header = False  # a column index means a file without a header row, as --queries reads it
     if not (_SCHEME_RE.match(path) or os.path.isabs(path)):
         path = FileSystems.join(base_dir, path)
         if not _SCHEME_RE.match(path):
@@ -342,6 +344,7 @@ class _ReadQueriesFn(beam.DoFn):
     def setup(self):
         self._counters = StageCounters(self._stage)
         self._source_rows = Metrics.counter(NAMESPACE, f"{self._stage}{SEP}source{SEP}{self._spec.name}")
+        self._source_dead = Metrics.counter(NAMESPACE, f"{self._stage}{SEP}source_dead{SEP}{self._spec.name}")
 
     def process(self, readable_file: fileio.ReadableFile):
         spec, c = self._spec, self._counters
@@ -359,8 +362,9 @@ class _ReadQueriesFn(beam.DoFn):
                     continue
                 (reason, error), raw = problem, item.raw
             c.dead(reason, rows)
+            self._source_dead.inc(rows)
             yield beam.pvalue.TaggedOutput(
-                DEAD, DeadLetter(self._stage, reason, error, raw, spec.name, item.locator))
+                DEAD, DeadLetter(self._stage, reason, error, raw[:10000], spec.name, item.locator))
 
 
 class _ReadSource(beam.PTransform):

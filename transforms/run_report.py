@@ -131,6 +131,7 @@ def format_table(report: dict) -> str:
         lines.append(f"CHAIN MISMATCH: {c['from']}.out={c['out']} != {c['to']}.in={c['in']}")
     lines.append("conservation: " + ("OK (every record is output, filtered or a dead letter)"
                                       if report["conservation_ok"] else "FAILED"))
+    lines += [f"RUN FAILED: {cause}" for cause in report.get("failures", [])]
     return "\n".join(lines)
 
 
@@ -161,8 +162,25 @@ def announce_job(result) -> None:
         print(f"Dataflow job {job_id} submitted; waiting for it to finish.", flush=True)
 
 
+def run_failures(summaries: List[dict], max_dead_fraction: float) -> List[str]:
+    """Why a finished run failed: a stage whose dead letters exceed ``max_dead_fraction`` of its
+    input, or a source (``read|source|NAME`` rows) all of whose rows are dead letters."""
+    causes = []
+    for s in summaries:
+        if s["in"] and s["dead_letters"] > max_dead_fraction * s["in"]:
+            top = max(s["dead_letters_by_reason"].items(), key=lambda kv: kv[1])[0]
+            causes.append(f"stage {s['stage']}: {s['dead_letters']} of {s['in']} records are dead letters "
+                          f"(mostly {top}; --max_dead_fraction {max_dead_fraction:g})")
+        rows = {k.split(SEP, 1)[1]: v for k, v in s["other"].items() if k.startswith(f"source{SEP}")}
+        dead = {k.split(SEP, 1)[1]: v for k, v in s["other"].items() if k.startswith(f"source_dead{SEP}")}
+        for name, n in sorted(rows.items()):
+            if n and dead.get(name, 0) >= n:
+                causes.append(f"source {name}: all {n} rows are dead letters")
+    return causes
+
+
 def run_and_report(job: str, pipeline, stages: Sequence[str], chain: Iterable[Tuple[str, str]], output: str,
-                   extra: Optional[dict] = None) -> Tuple[dict, str]:
+                   extra: Optional[dict] = None, max_dead_fraction: float = 1.0) -> Tuple[dict, str]:
     """Runs ``pipeline`` to completion, then writes ``OUTPUT/report.json`` and prints the table;
     returns the report and its path."""
     start = time.monotonic()
@@ -171,6 +189,7 @@ def run_and_report(job: str, pipeline, stages: Sequence[str], chain: Iterable[Tu
     result.wait_until_finish()
     report = build_report(job, counters_from_result(result), stages, chain, wall_s=time.monotonic() - start,
                           extra={"output": output, **(extra or {})})
+    report["failures"] = run_failures(report["stages"], max_dead_fraction)
     path = write_report(report, output)
     print(format_table(report))
     return report, path

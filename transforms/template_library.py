@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.errors import InputError
 from transforms.accounting import StageCounters, count_stage
 from transforms.record_io import WriteParquet
 from transforms.remote_dirs import copy_dir_to_local
@@ -218,12 +219,6 @@ class TemplateLibrary:
                 tables.append(pq.read_table(pa.BufferReader(f.read())))
         return pa.concat_tables(tables) if tables else TEMPLATE_SCHEMA.empty_table()
 
-    def verify_checksums(self) -> None:
-        """Raises ValueError naming every file whose sha256 differs from the manifest."""
-        bad = [rel for rel, digest in self.manifest["files"].items()
-               if sha256_of(FileSystems.join(self.path, rel)) != digest]
-        if bad:
-            raise ValueError(f"checksum mismatch in {self.path}: {', '.join(bad)}")
 
 
 def read_manifest(path: str) -> Dict[str, Any]:
@@ -231,10 +226,44 @@ def read_manifest(path: str) -> Dict[str, Any]:
     if not FileSystems.exists(manifest_path):
         raise FileNotFoundError(f"no template library at {path} ({MANIFEST} missing)")
     with FileSystems.open(manifest_path) as f:
-        manifest = json.loads(f.read().decode("utf-8"))
+        raw = f.read()
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"{manifest_path} is not a readable manifest ({type(e).__name__}: {e}); "
+                         "mine the library again") from e
+    if not isinstance(manifest, dict):
+        raise InputError(f"{manifest_path} is not a library manifest (a JSON {type(manifest).__name__})")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: unsupported library format {manifest.get('format_version')!r}")
     return manifest
+
+
+def verify_library(path: str, manifest: Dict[str, Any]) -> None:
+    """Raises InputError naming what is wrong with the library at ``path`` before any work uses it:
+    no templates, a file the manifest lists that is missing or whose sha256 differs (a truncated
+    embedding file, a corrupt shard, an index copied from another library), or a file the
+    format needs that the manifest does not list."""
+    path = path.rstrip("/")
+    files = manifest.get("files") or {}
+    problems = []
+    if not manifest.get("count"):
+        problems.append("it holds 0 templates")
+    needed = [EMBEDDINGS, TEMPLATE_IDS]
+    problems += [f"the manifest lists no {rel}" for rel in needed if rel not in files]
+    if not any(rel.startswith(f"{INDEX_DIR}/") for rel in files):
+        problems.append(f"the manifest lists no {INDEX_DIR}/ files")
+    if not any(rel.startswith(f"{TEMPLATES_DIR}/") for rel in files):
+        problems.append(f"the manifest lists no {TEMPLATES_DIR}/ files")
+    for rel, digest in sorted(files.items()):
+        full = FileSystems.join(path, rel)
+        if not FileSystems.exists(full):
+            problems.append(f"{rel} is missing")
+        elif sha256_of(full) != digest:
+            problems.append(f"{rel} does not match its sha256 in the manifest")
+    if problems:
+        raise InputError(f"template library {path} is broken: " + "; ".join(problems)
+                         + ". Mine it again (or pass --skip_library_check to use it as it is).")
 
 
 def load_library(path: str, local_cache: Optional[str] = None) -> TemplateLibrary:

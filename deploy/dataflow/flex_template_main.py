@@ -18,7 +18,8 @@ from typing import Optional, Sequence
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Submits the pipeline job for ``argv``; 0 once submitted, 2 on a usage error."""
+    """Submits the pipeline job for ``argv``; 0 once submitted, 2 on a usage error, 3 on an input
+    or setup error (transforms/cli.py's exit codes)."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipeline.job import create_pipeline
@@ -26,11 +27,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from transforms.cli import EXIT_INPUT, EXIT_USAGE
+    from transforms.errors import InputError
+
     try:
         pipeline = create_pipeline(PipelineOptions(args))
-    except (ValueError, FileNotFoundError) as e:
+    except (InputError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     result = pipeline.run()
     job_id = submitted_job_id(result)  # None when the launcher asked for a template file
     print(f"Submitted the pipeline job{f' {job_id}' if job_id else ''}; not waiting (Flex Template launch).")
