@@ -32,6 +32,7 @@ from pipeline.steps import (EmbedStep, ExtractiveInstantiateStep, HeuristicJudge
 from transforms import run_report
 from transforms.cli import PASS_THROUGH, job_main
 from transforms.flag_ranges import check_ranges
+from transforms.secrets import refuse_secret_flags
 from transforms.accounting import DEAD, FILTERED, NAMESPACE, SEP, accounted_map, count_stage
 from transforms.generation import GenerativeStep
 from transforms.generation_config import MODEL_BACKENDS, GenerationConfig
@@ -225,6 +226,7 @@ def _augmented_documents(joined, seed: int):
 
 def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     """Runs the job to completion; returns the run report (also written to OUTPUT/report.json)."""
+    refuse_secret_flags(list(argv or []))
     options = PipelineOptions(argv)
     opts = job_flags(options, DocumentPipelineOptions)
     p = create_pipeline(options, pipeline=test_pipeline)

@@ -28,6 +28,7 @@ from transforms.record_io import ReadQueries, SourceSpec, WriteJsonl, infer_form
 from transforms import run_report
 from transforms.cli import PASS_THROUGH, job_main
 from transforms.flag_ranges import check_ranges
+from transforms.secrets import refuse_secret_flags
 from transforms.job_options import generation_config, job_flags
 from transforms.template_library import WriteLibrary, load_library, read_manifest
 
@@ -136,6 +137,7 @@ def _build_params(opts: argparse.Namespace, specs: Sequence[SourceSpec]) -> dict
 
 def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     """Runs the job to completion; returns the run report (also written to OUTPUT/report.json)."""
+    refuse_secret_flags(list(argv or []))
     options = PipelineOptions(argv)
     opts = job_flags(options, MiningOptions)
     p = create_pipeline(options, pipeline=test_pipeline)

@@ -6,6 +6,7 @@ depends on words in its prompt (the last user message, or the completion prompt)
 
 - ``RATE_LIMIT_ONCE``: 429 the first time that exact prompt is seen (``Retry-After`` from
   ``RETRY_AFTER=<s>`` in the prompt, else 0), then success;
+- ``ECHO_AUTH``: 400 whose message repeats the request's Authorization header;
 - ``ALWAYS_500``: always 500;  ``TOO_LONG``: 400 as vLLM rejects a prompt over max-model-len;
 - ``SLOW``: sleeps ``--slow-s`` before answering;
 - ``HOLD``: sleeps 0.3 s before answering (to overlap concurrent requests);
@@ -197,6 +198,8 @@ class Handler(BaseHTTPRequestHandler):
             if problem:
                 return self._send_json(400, {"object": "error", "type": "BadRequestError", "code": 400,
                                              "message": problem})
+        if "ECHO_AUTH" in prompt:  # a server whose error body shows the request's key
+            return self._send_json(400, {"error": {"message": f"bad request with {self.headers.get('Authorization')}"}})
         if "ALWAYS_500" in prompt:
             return self._send_json(500, {"error": {"message": "internal error", "type": "server_error"}})
         if "TOO_LONG" in prompt:

@@ -18,6 +18,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from transforms.accounting import DEAD, FILTERED, StageCounters, accounted_map, count_stage, text_and_source
 from transforms.generation_config import GenerationConfig, GenerationFailure, Prompt
 from transforms.records import DeadLetter
+from transforms.secrets import redact
 
 
 FAILED = "failed"
@@ -71,7 +72,7 @@ class _Unpack(beam.DoFn):
             _, source = text_and_source(key)
             yield beam.pvalue.TaggedOutput(FAILED, key)
             yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
-                self._stage, result.inference.reason, result.inference.detail[:2000],
+                self._stage, result.inference.reason, redact(result.inference.detail)[:2000],
                 prompt_text(result.example)[:20000], source))
             return
         self._counters.inc_out()
@@ -94,7 +95,7 @@ class _FailedBatch(beam.DoFn):
             self._counters.dead(reason)
             _, source = text_and_source(key)
             yield beam.pvalue.TaggedOutput(FAILED, key)
-            yield DeadLetter(self._stage, reason, str(exc_repr)[:2000], prompt_text(prompt)[:20000], source)
+            yield DeadLetter(self._stage, reason, redact(str(exc_repr))[:2000], prompt_text(prompt)[:20000], source)
 
 
 class Generate(beam.PTransform):

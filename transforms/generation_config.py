@@ -39,6 +39,8 @@ class GenerationConfig:
     # openai
     base_url: str = "http://localhost:8000/v1"
     api_key_env: str = "OPENAI_API_KEY"
+    api_key_secret: Optional[str] = None
+    """Secret Manager version name of the key (read on the worker); wins over ``api_key_env``."""
     max_concurrency: int = 16
     timeout_s: float = 120.0
     max_retries: int = 5
@@ -58,6 +60,11 @@ class GenerationConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_retries < 0 or self.timeout_s <= 0:
             raise ValueError("max_retries must be >= 0 and timeout_s > 0")
+        if self.api_key_secret is not None:
+            from transforms.secrets import SECRET_VERSION_RE
+            if not SECRET_VERSION_RE.match(self.api_key_secret):
+                raise ValueError("--openai_api_key_secret must be a Secret Manager version name, "
+                                 f"projects/P/secrets/S/versions/V (got {self.api_key_secret!r})")
         if self.raw_prompt and self.json_schema is not None:
             raise ValueError("raw_prompt steps take free text: no json_schema")
         if not 0.0 <= self.top_p <= 1.0 or self.temperature < 0.0:

@@ -86,6 +86,11 @@ class GenerationOptions(PipelineOptions):
         g.add_argument("--openai_api_key_env", default="OPENAI_API_KEY",
                        help="openai: environment variable holding the API key (never logged; "
                             "on Dataflow set it on the workers, e.g. from Secret Manager).")
+        g.add_argument("--openai_api_key_secret", default=None,
+                       help="openai: the key in Secret Manager, projects/P/secrets/S/versions/V, read once "
+                            "per worker with the worker's service account (needs "
+                            "roles/secretmanager.secretAccessor); wins over --openai_api_key_env. Use it on "
+                            "Dataflow, whose workers do not see the launcher's environment.")
         g.add_argument("--openai_max_concurrency", type=int, default=16,
                        help="openai: requests in flight per worker thread's batch.")
         g.add_argument("--openai_timeout_s", type=float, default=120.0, help="openai: per-request timeout.")
@@ -119,6 +124,7 @@ def generation_config(opts: argparse.Namespace, backend: str, model: str, max_ne
         top_p=opts.top_p, batch_size=opts.generation_batch_size, seed=opts.seed,
         json_schema=json_schema if opts.structured_output else None,
         base_url=opts.openai_base_url, api_key_env=opts.openai_api_key_env,
+        api_key_secret=getattr(opts, "openai_api_key_secret", None),
         max_concurrency=opts.openai_max_concurrency, timeout_s=opts.openai_timeout_s,
         max_retries=opts.openai_max_retries, vllm_args=parse_vllm_args([*opts.vllm_arg, *step_vllm_args]),
         device=opts.transformers_device, dtype=opts.transformers_dtype)

@@ -15,7 +15,6 @@ backoff, and a longer one makes it give up at once. So no backoff is implemented
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
@@ -25,6 +24,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from transforms.accounting import NAMESPACE, SEP
 from transforms.generation_config import GenerationConfig, GenerationFailure, Prompt
+from transforms.secrets import api_key, redact
 
 _DETAIL_CHARS = 500
 _PROMPT_TOKENS = Metrics.counter(NAMESPACE, f"generation{SEP}prompt_tokens")
@@ -37,7 +37,7 @@ def failure_from_exception(exc: BaseException) -> Optional[GenerationFailure]:
     ``None`` for an exception that is not the endpoint's doing (a bug here should fail
     loudly rather than become a dead letter).
     """
-    detail = f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS]
+    detail = redact(f"{type(exc).__name__}: {exc}")[:_DETAIL_CHARS]
     if isinstance(exc, openai.APITimeoutError):  # a subclass of APIConnectionError: test first
         return GenerationFailure("endpoint_timeout", detail)
     if isinstance(exc, openai.APIConnectionError):
@@ -97,8 +97,9 @@ class OpenAICompatibleHandler(ModelHandler[Prompt, Union[str, GenerationFailure]
     Chat messages (a list) go to ``/chat/completions``, a text prompt to ``/completions``
     (a ``raw_prompt`` one with vLLM's ``add_special_tokens: false``, so the server adds no
     second BOS; servers without that field may reject it).
-    The API key is read from ``config.api_key_env`` when the client is made (``"EMPTY"``
-    when unset, as a vLLM server without ``--api-key`` expects) and never stored on the
+    The API key is read when the client is made, on the worker: from Secret Manager when
+    ``config.api_key_secret`` names a version, else from ``config.api_key_env`` (``"EMPTY"``
+    when unset, as a vLLM server without ``--api-key`` expects); it is never stored on the
     handler, so it is neither pickled into the pipeline nor shown by ``repr``.
     """
 
@@ -115,7 +116,7 @@ class OpenAICompatibleHandler(ModelHandler[Prompt, Union[str, GenerationFailure]
         c = self._config
         return openai.OpenAI(
             base_url=c.base_url,
-            api_key=os.environ.get(c.api_key_env) or "EMPTY",
+            api_key=api_key(c.api_key_env, c.api_key_secret),
             timeout=c.timeout_s,
             max_retries=c.max_retries,
         )
@@ -206,7 +207,7 @@ def probe_endpoint(config: GenerationConfig, timeout_s: float = 15.0) -> None:
     from transforms.errors import InputError
 
     url = config.base_url.rstrip("/") + "/models"
-    key = os.environ.get(config.api_key_env) or "EMPTY"
+    key = api_key(config.api_key_env, config.api_key_secret)
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s):

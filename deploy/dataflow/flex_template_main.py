@@ -30,7 +30,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from transforms.cli import EXIT_INPUT, EXIT_USAGE
     from transforms.errors import InputError
 
+    from transforms.secrets import refuse_secret_flags
+
     try:
+        refuse_secret_flags(args)
         pipeline = create_pipeline(PipelineOptions(args))
     except (InputError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
