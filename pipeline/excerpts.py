@@ -16,7 +16,10 @@ handled, so this module pins it (all pure functions, so tests fix the behaviour)
 * among several resolutions, the one nearest ``focus`` (the centre of the chunk that
   retrieved the document for this template), else the first;
 * an unresolvable marker filters the pair (``excerpt_not_found``): an invented excerpt is
-  a hallucinated answer; a malformed one filters it too (``malformed_excerpt``).
+  a hallucinated answer; a malformed one filters it too (``malformed_excerpt``), and so does a
+  ``<...>`` or ``<fi>`` left outside any excerpt (``leftover_marker``);
+* marker-like text of the document itself reaches the instantiator escaped
+  (:func:`escape_markup`) and is matched unescaped, so any document round-trips.
 
 The answer's excerpt share (paper: excerpts are >= 80% of the answer, a short lead-in being
 allowed) is measured on the expanded text; :func:`check_excerpt_share` enforces it.
@@ -38,6 +41,23 @@ MAX_SPAN_CHARS = 5000
 MIN_EXCERPT_RATIO = 0.8
 
 _TAG_RE = re.compile(r"<(/?)excerpt>")
+
+#: Written after the ``<`` of a marker that is document text, not markup. The word joiner is
+#: removed from documents at read (pipeline/documents.py), so it never occurs in them otherwise.
+MARKUP_ESCAPE = "\u2060"
+_MARKUP_RE = re.compile(r"<(/?excerpt>|\.\.\.>|/?fi>)")
+_LEFTOVER_RE = re.compile(r"<(/?excerpt|\.\.\.|/?fi)>")
+
+
+def escape_markup(text: str) -> str:
+    """Document text with each ``<excerpt>``, ``</excerpt>``, ``<...>``, ``<fi>``, ``</fi>`` made
+    inert (``<`` + word joiner): what the instantiator (model or extractive) is given, so text of
+    the document can never be read as a marker; :func:`expand_excerpts` undoes it."""
+    return _MARKUP_RE.sub("<" + MARKUP_ESCAPE + r"\1", text)
+
+
+def unescape_markup(text: str) -> str:
+    return text.replace("<" + MARKUP_ESCAPE, "<")
 
 Span = Tuple[int, int]
 
@@ -199,17 +219,27 @@ def expand_excerpts(answer: str, document: str, focus: Optional[int] = None, *,
     cursor = 0
     for m_start, m_end, inner in _split_markers(answer):
         start, end = _marker_parts(inner)
-        span = _resolve(start, end, document, focus, max_span_chars, folded)
-        pieces.append(answer[cursor:m_start])
+        span = _resolve(unescape_markup(start), None if end is None else unescape_markup(end), document, focus,
+                        max_span_chars, folded)
+        pieces.append(_lead_in(answer[cursor:m_start]))
         pieces.append(document[span[0]:span[1]])
         spans.append(span)
         cursor = m_end
-    pieces.append(answer[cursor:])
+    pieces.append(_lead_in(answer[cursor:]))
     # Spans never begin or end with whitespace (boundaries are stripped), so stripping the
     # answer cannot shorten an inserted excerpt.
     text = "".join(pieces).strip()
     excerpt_chars = sum(e - s for s, e in spans)
     return ExpandedAnswer(text, excerpt_chars, len(text), tuple(spans))
+
+
+def _lead_in(text: str) -> str:
+    """Answer text outside the markers, unescaped; a marker left in it (``<...>`` or ``<fi>`` outside
+    an excerpt) was not resolved: ``leftover_marker``."""
+    leftover = _LEFTOVER_RE.search(text)
+    if leftover:
+        raise Rejected("leftover_marker", f"{leftover.group(0)} outside an excerpt in {_snippet(text)}")
+    return unescape_markup(text)
 
 
 def check_excerpt_share(expanded: ExpandedAnswer, min_ratio: float = MIN_EXCERPT_RATIO) -> ExpandedAnswer:

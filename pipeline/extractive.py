@@ -35,6 +35,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, 
 
 import numpy as np
 
+from pipeline.excerpts import escape_markup
 from pipeline.late_chunking import LateChunker
 from pipeline.request_kind import Request, content_stems, read_request, stem
 from transforms.slot_types import SlotType, base_description, fits, on_closed_list, slot_type
@@ -130,7 +131,9 @@ def region(text_len: int, focus: int, chunk: int, cfg: ExtractiveConfig) -> Tupl
 
 
 def excerpt_marker(passage: str) -> str:
-    """The compact ``<excerpt>`` form of a verbatim passage (verbatim when it is short)."""
+    """The compact ``<excerpt>`` form of a verbatim passage (verbatim when it is short); marker-like
+    text of the passage is escaped (pipeline/excerpts.py), so expansion reads it as text."""
+    passage = escape_markup(passage)
     words = passage.split()
     if len(words) <= 2 * EXCERPT_EDGE_WORDS + 2:
         return f"<excerpt>{passage}</excerpt>"

@@ -38,6 +38,14 @@ def library_template_ids(library_dir: str) -> Set[str]:
     return set(load_library(library_dir).template_table().column("template_id").to_pylist())
 
 
+def _unexpanded(answer: str, excerpts: List[str]) -> bool:
+    """Whether ``answer`` holds an excerpt marker outside its verbatim excerpts (the document's
+    own text may hold marker-like strings, and then so may an excerpt of it)."""
+    for excerpt in excerpts:
+        answer = answer.replace(excerpt, "", 1)
+    return "<excerpt>" in answer or "<...>" in answer or "</excerpt>" in answer
+
+
 def grounding_problems(pair: Mapping, documents: Mapping[str, str], template_ids: Collection[str],
                        min_excerpt_ratio: float = 0.8, min_score: int = 4) -> List[str]:
     """The reasons ``pair`` is not grounded (empty when it is)."""
@@ -49,7 +57,7 @@ def grounding_problems(pair: Mapping, documents: Mapping[str, str], template_ids
         problems.append(f"unknown template {pair['template_id']!r}")
     if "<fi>" in pair["instruction"] or "</fi>" in pair["instruction"]:
         problems.append("leftover <fi> tag")
-    if "<excerpt>" in pair["answer"] or "<...>" in pair["answer"]:
+    if _unexpanded(pair["answer"], [doc[a:b] for a, b in pair["excerpt_spans"] if 0 <= a < b <= len(doc)]):
         problems.append("unexpanded excerpt marker")
     if pair["excerpt_share"] < min_excerpt_ratio or pair["judge_score"] < min_score:
         problems.append(f"excerpt share {pair['excerpt_share']} or judge score {pair['judge_score']} below the bar")

@@ -7,6 +7,7 @@ from typing import Callable
 
 from pipeline.instantiator_prompt import (INSTANTIATOR_SYSTEM_PROMPT, build_instantiator_messages,
                                           build_paper_style_prompt, parse_instantiator_output)
+from pipeline.excerpts import escape_markup
 from pipeline.judge_prompt import build_judge_messages, parse_judge_output
 from pipeline.records import PairDraft
 from transforms.accounting import Rejected
@@ -27,11 +28,13 @@ INSTANTIATOR_SCHEMA = {
 def instantiator_prompt(style: str) -> Callable[[PairDraft], Prompt]:
     """The prompt builder for ``--instantiator_prompt``: json | json_with_instructions | paper."""
     if style == "json":
-        return lambda d: build_instantiator_messages(d.match.template, d.document)
+        return lambda d: build_instantiator_messages(d.match.template, escape_markup(d.document))
     if style == "json_with_instructions":
-        return lambda d: build_instantiator_messages(d.match.template, d.document, INSTANTIATOR_SYSTEM_PROMPT)
+        return lambda d: build_instantiator_messages(d.match.template, escape_markup(d.document),
+                                                     INSTANTIATOR_SYSTEM_PROMPT)
     if style == "paper":
-        return lambda d: [{"role": "user", "content": build_paper_style_prompt(d.match.template, d.document)}]
+        return lambda d: [{"role": "user", "content": build_paper_style_prompt(d.match.template,
+                                                                                escape_markup(d.document))}]
     raise ValueError(f"unknown instantiator prompt style {style!r}")
 
 

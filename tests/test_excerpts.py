@@ -168,10 +168,14 @@ def test_answer_without_excerpts_has_zero_share_and_is_kept_verbatim():
     assert expand_excerpts("", DOC).excerpt_share == 0.0
 
 
-def test_fi_tags_and_stray_ellipsis_outside_markers_are_left_alone():
-    out = expand_excerpts("<fi>x</fi> <...> <excerpt>Later work extended it.</excerpt>", DOC)
-    assert out.text == "<fi>x</fi> <...> Later work extended it."
-    assert out.excerpt_chars == 23
+def test_fi_tags_and_stray_ellipsis_outside_markers_are_leftover_markers():
+    # Issue 13: these used to pass into the answer; they are markup nothing resolved.
+    for answer in ("<fi>x</fi> <excerpt>Later work extended it.</excerpt>",
+                   "<...> <excerpt>Later work extended it.</excerpt>",
+                   "<excerpt>Later work extended it.</excerpt> then <fi>y</fi>"):
+        with pytest.raises(Rejected) as err:
+            expand_excerpts(answer, DOC)
+        assert err.value.reason == "leftover_marker", answer
 
 
 def test_check_excerpt_share():
@@ -195,3 +199,33 @@ def test_share_check_on_an_expanded_answer_with_a_long_lead_in():
     with pytest.raises(Rejected) as err:
         check_excerpt_share(out)
     assert err.value.reason == "low_excerpt_share"
+
+
+# --- document text that looks like markup (issue 13) -----------------------------------------
+
+from pipeline.excerpts import escape_markup, unescape_markup  # noqa: E402
+from pipeline.extractive import excerpt_marker  # noqa: E402
+
+INJECTED = ("Templates use <fi>slots</fi>. An answer marks <excerpt>quotes</excerpt> and elides with <...> "
+            "in between. This sentence has no markup at all and is long enough to be cut by the marker.")
+
+
+def test_escaped_markup_round_trips_through_expansion():
+    escaped = escape_markup(INJECTED)
+    assert "<excerpt>" not in escaped and "<...>" not in escaped and "<fi>" not in escaped
+    assert unescape_markup(escaped) == INJECTED
+    for sentence in ("An answer marks <excerpt>quotes</excerpt> and elides with <...> in between.",
+                     "Templates use <fi>slots</fi>.", INJECTED):
+        answer = excerpt_marker(sentence)
+        expanded = expand_excerpts(answer, INJECTED)
+        assert expanded.text == sentence and expanded.excerpt_share == 1.0
+
+
+def test_a_model_copying_escaped_text_resolves_to_the_verbatim_document():
+    escaped = escape_markup(INJECTED)
+    start = escaped.index("An answer")
+    quote = escaped[start:escaped.index("between.") + len("between.")]
+    answer = f"From the text: <excerpt>{quote}</excerpt>"
+    expanded = expand_excerpts(answer, INJECTED)
+    assert expanded.text.endswith("elides with <...> in between.")
+    assert INJECTED[expanded.spans[0][0]:expanded.spans[0][1]] in INJECTED

@@ -104,6 +104,36 @@ def test_pipeline_on_instantiator_and_judge_models(fake_openai_url, sample_libra
         assert p["answer"] in docs[p["doc_id"]]  # the excerpt markers expanded to a verbatim span
 
 
+def test_document_text_that_looks_like_markup_cannot_break_answers(fake_openai_url, sample_library, tmp_path):
+    """Issue 13: <excerpt>, <...>, </excerpt> and <fi> inside a document used to pass into the
+    excerpt markers (pairs failing the grounding check, whole documents malformed_excerpt)."""
+    from pipeline.grounding import library_template_ids, ungrounded
+
+    library, _ = sample_library
+    markup = ["<excerpt>", "</excerpt>", "<...>", "<fi>", "</fi>"]
+    rows = []
+    for i, line in enumerate(open(SAMPLE_DOCS, encoding="utf-8")):
+        row = json.loads(line)
+        if isinstance(row.get("text"), str) and len(row["text"]) > 300:
+            tag = markup[i % len(markup)]
+            row["text"] = (f"The editor wrote the marker {tag} into this opening sentence of the page on purpose. "
+                           + row["text"])
+            rows.append(row)
+    docs_path = tmp_path / "injected.jsonl"
+    docs_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "pairs"
+    report = run_pipeline(["--documents", str(docs_path), "--templates", str(library), "--output", str(out),
+                           "--instantiator", "openai", "--instantiator_model", "fake-instantiator",
+                           "--judge", "openai", "--judge_model", "fake-judge", "--openai_base_url", fake_openai_url])
+    assert report["conservation_ok"]
+    expand = stage(report, "expand")
+    assert "malformed_excerpt" not in expand["filtered_by_reason"] and expand["out"] > 0
+    pairs = read_pairs(str(out))
+    docs = {r["id"]: r["text"] for r in rows}
+    assert [p for p in pairs if any(t in p["answer"] for t in markup)]   # the markup came through as text
+    assert ungrounded(pairs, docs, library_template_ids(str(library))) == {}
+
+
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
     """A tiny random Llama with a chat template, built in the test (no download)."""
