@@ -32,6 +32,7 @@ from pipeline.steps import (EmbedStep, ExtractiveInstantiateStep, HeuristicJudge
 from transforms import run_report
 from transforms.cli import PASS_THROUGH, job_main
 from transforms.flag_ranges import check_ranges
+from transforms.output_dir import prepare_output, remove_empty_dirs
 from transforms.secrets import refuse_secret_flags
 from transforms.accounting import DEAD, FILTERED, NAMESPACE, SEP, accounted_map, count_stage
 from transforms.generation import GenerativeStep
@@ -39,6 +40,9 @@ from transforms.generation_config import MODEL_BACKENDS, GenerationConfig
 from transforms.job_options import generation_config, job_flags
 from transforms.record_io import WriteJsonl, WriteSortedShards, first_jsonl_rows
 from transforms.template_library import read_manifest, verify_library
+
+OWNED_OUTPUTS = ("report.json", "pairs", "augmented", "filtered", "dead_letters")
+"""What a run writes under OUTPUT (a rerun clears them first; transforms/output_dir.py)."""
 
 STAGES = ("read", "filter_documents", "dedupe_documents", "embed", "match", "instantiate", "expand",
           "judge", "budget", "template_cap", "write")
@@ -230,6 +234,7 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipel
     options = PipelineOptions(argv)
     opts = job_flags(options, DocumentPipelineOptions)
     p = create_pipeline(options, pipeline=test_pipeline)
+    prepare_output(opts.output, "pipeline", vars(opts), OWNED_OUTPUTS, opts.overwrite)
     extra = ({"method": opts.method, "synthesizer": f"{opts.synthesizer}:{opts.synthesizer_model}", "rounds": opts.rounds}
              if opts.method == "instruction_pretrain" else {"method": opts.method, "templates": opts.templates})
     report, path = run_report.run_and_report("pipeline", p, *stages_and_chain(opts), opts.output, extra=extra,
@@ -245,6 +250,7 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipel
     if opts.method == "instruction_pretrain" or opts.augmented_corpus:
         print(f"Instruction-augmented corpus: {out}/augmented/")
     print(f"Run report: {path}")
+    remove_empty_dirs(opts.output)
     return report
 
 

@@ -28,6 +28,7 @@ from transforms.record_io import ReadQueries, SourceSpec, WriteJsonl, infer_form
 from transforms import run_report
 from transforms.cli import PASS_THROUGH, job_main
 from transforms.flag_ranges import check_ranges
+from transforms.output_dir import prepare_output, remove_empty_dirs
 from transforms.secrets import refuse_secret_flags
 from transforms.job_options import generation_config, job_flags
 from transforms.template_library import WriteLibrary, load_library, read_manifest
@@ -35,6 +36,11 @@ from transforms.template_library import WriteLibrary, load_library, read_manifes
 STAGES = ("read", "normalize", "filter", "exact_dedupe", "near_dedupe", "genericize",
           "template_exact_dedupe", "embed", "embed_queries", "semantic_dedupe", "write_library")
 CHAIN = tuple(zip(STAGES, STAGES[1:]))
+
+
+OWNED_OUTPUTS = ("report.json", "manifest.json", "templates", "embeddings", "index", "filtered", "dead_letters")
+"""What a run writes under OUTPUT: a rerun clears them first, so a killed rerun never leaves the
+old manifest.json (which marks a complete library) beside partial files (transforms/output_dir.py)."""
 
 
 def source_specs(opts: argparse.Namespace) -> List[SourceSpec]:
@@ -141,10 +147,12 @@ def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipel
     options = PipelineOptions(argv)
     opts = job_flags(options, MiningOptions)
     p = create_pipeline(options, pipeline=test_pipeline)
+    prepare_output(opts.output, "templates_mining", vars(opts), OWNED_OUTPUTS, opts.overwrite)
     report, path = run_report.run_and_report("templates_mining", p, *stages_and_chain(opts), opts.output,
                                              max_dead_fraction=opts.max_dead_fraction)
     print(library_summary(opts.output))
     print(f"\nTemplate library: {opts.output}\nRun report: {path}")
+    remove_empty_dirs(opts.output)
     return report
 
 

@@ -1,6 +1,7 @@
 """The vllm backend: construction, server command line and request arguments (vLLM itself runs
 only on GPU workers; the response path is exercised against the fake OpenAI server)."""
 import os
+import uuid
 from types import SimpleNamespace
 
 import pytest
@@ -185,13 +186,46 @@ def test_a_prompt_the_server_rejects_is_its_own_dead_letter_not_its_batchs(fake_
     assert {(b["model"], b["max_tokens"], b["seed"]) for b in sent} == {("served-name", 64, 7)}
 
 
-def test_an_unreachable_server_fails_the_batch_after_beams_connectivity_check(closed_port):
-    import openai
-
+def test_an_unreachable_server_is_checked_once_and_its_prompts_are_dead_letters(closed_port):
+    # Issue 13: this used to raise and dead-letter the whole batch as error_APIConnectionError.
     server = StubServer(closed_port)
-    with pytest.raises(openai.APIConnectionError):
-        VLLMGenerationHandler(config(batch_size=2)).run_inference(["a", "b"], server)
+    results = VLLMGenerationHandler(config(batch_size=2)).run_inference(["a", "b"], server)
     assert server.checks == 1
+    assert [r.inference.reason for r in results] == ["endpoint_unreachable"] * 2
+
+
+class RestartingServer(StubServer):
+    """A server that is dead until Beam's connectivity check restarts it (on another port)."""
+
+    def __init__(self, dead_port: int, live_port: int):
+        super().__init__(dead_port)
+        self.live_port = live_port
+
+    def check_connectivity(self):
+        super().check_connectivity()
+        self.port = self.live_port
+
+
+def test_a_server_that_died_is_restarted_and_its_prompts_retried(closed_port, fake_openai_url):
+    live = int(fake_openai_url.rsplit(":", 1)[1].split("/")[0])
+    server = RestartingServer(closed_port, live)
+    tag = uuid.uuid4().hex
+    results = VLLMGenerationHandler(config(model="m", batch_size=3)).run_inference(
+        [f"{tag} one", f"{tag} two", f"{tag} ALWAYS_500"], server)
+    assert server.checks == 1
+    assert [r.inference for r in results[:2]] == [f'{{"echo": "{tag} one"}}', f'{{"echo": "{tag} two"}}']
+    assert results[2].inference.reason == "endpoint_http_500"   # answered: an error of its own
+
+
+def test_a_stalled_request_times_out_alone(fake_openai_url):
+    server = StubServer(int(fake_openai_url.rsplit(":", 1)[1].split("/")[0]))
+    tag = uuid.uuid4().hex
+    handler = VLLMGenerationHandler(config(model="m", batch_size=3, timeout_s=1.0))
+    fast, slow, garbage = handler.run_inference([f"{tag} fast", f"{tag} SLOW", f"{tag} MALFORMED"], server)
+    assert fast.inference == f'{{"echo": "{tag} fast"}}'
+    assert slow.inference.reason == "endpoint_timeout"
+    assert garbage.inference.reason == "endpoint_malformed_response"
+    assert server.checks == 0
 
 
 def test_unknown_backend_and_bad_settings_fail_fast():

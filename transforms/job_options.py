@@ -36,6 +36,10 @@ class JobOptions(PipelineOptions):
                        help="Inputs per embedding forward pass (template descriptions, document windows).")
         c.add_argument("--seed", type=int, default=42,
                        help="Seed of every random choice (same inputs and seed, same output).")
+        c.add_argument("--overwrite", action="store_true", default=False,
+                       help="Replace an output folder that holds a run with other settings (or other files); "
+                            "without it such a folder is refused. A rerun with the same settings needs no "
+                            "flag: it clears the previous run's files first.")
         c.add_argument("--max_dead_fraction", type=float, default=0.5,
                        help="The run fails (exit 4, after writing its report) when a stage's dead letters "
                             "exceed this share of its input, or every row of a source is a dead letter: a "
@@ -93,7 +97,7 @@ class GenerationOptions(PipelineOptions):
                             "Dataflow, whose workers do not see the launcher's environment.")
         g.add_argument("--openai_max_concurrency", type=int, default=16,
                        help="openai: requests in flight per worker thread's batch.")
-        g.add_argument("--openai_timeout_s", type=float, default=120.0, help="openai: per-request timeout.")
+        g.add_argument("--openai_timeout_s", type=float, default=120.0, help="openai and vllm: per-request timeout (a request that takes longer is its prompt's endpoint_timeout).")
         g.add_argument("--openai_max_retries", type=int, default=5,
                        help="openai: retries with exponential backoff on 429, 5xx, timeouts and "
                             "connection errors; then the prompt becomes a dead letter.")

@@ -477,6 +477,18 @@ def shard_name(prefix: str, shard: int, num_shards: int, suffix: str) -> str:
     return f"{prefix}-{shard:05d}-of-{num_shards:05d}{suffix}"
 
 
+def write_atomically(path: str, data: bytes) -> str:
+    """Writes ``data`` to a temporary name beside ``path``, then renames it: a crash mid-write
+    leaves no truncated file under the final name (on GCS a rename is a copy, then a delete)."""
+    tmp = f"{path}.tmp-{hashlib.sha256(data).hexdigest()[:12]}"
+    with FileSystems.create(tmp) as f:
+        f.write(data)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([tmp], [path])
+    return path
+
+
 class _WriteShardFn(beam.DoFn):
     def __init__(self, prefix: str, schema: pa.Schema, key_field: str, formats: tuple):
         self._prefix, self._schema, self._key, self._formats = prefix, schema, key_field, formats
@@ -485,17 +497,12 @@ class _WriteShardFn(beam.DoFn):
         shard, rows = shard_rows
         rows = sorted(rows, key=lambda r: (r[self._key], _to_json_line(r)))  # total order
         if "parquet" in self._formats:
-            path = shard_name(self._prefix, shard, num_shards, ".parquet")
             sink = pa.BufferOutputStream()
             pq.write_table(pa.Table.from_pylist(rows, schema=self._schema), sink, compression="snappy")
-            with FileSystems.create(path) as f:
-                f.write(sink.getvalue().to_pybytes())
-            yield path
+            yield write_atomically(shard_name(self._prefix, shard, num_shards, ".parquet"), sink.getvalue().to_pybytes())
         if "jsonl" in self._formats:
-            path = shard_name(self._prefix, shard, num_shards, ".jsonl")
-            with FileSystems.create(path) as f:
-                f.write("".join(_to_json_line(r) + "\n" for r in rows).encode("utf-8"))
-            yield path
+            yield write_atomically(shard_name(self._prefix, shard, num_shards, ".jsonl"),
+                                   "".join(_to_json_line(r) + "\n" for r in rows).encode("utf-8"))
 
 
 def first_jsonl_rows(pattern: str, n: int) -> list[dict]:

@@ -7,7 +7,9 @@ We translate our prompts to chat messages, our flags to the server's command lin
 (``--vllm_arg max-num-seqs=64`` -> ``--max-num-seqs 64``) and to request arguments (sampling,
 seed, structured JSON output), and the server's response to text. Requests are ours, not Beam's:
 a prompt the server rejects (HTTP 400 for a prompt longer than ``max-model-len``) becomes that
-prompt's dead letter, where Beam's handler would fail its whole batch. vLLM itself is installed
+prompt's dead letter, where Beam's handler would fail its whole batch; a request that times
+out is that prompt's ``endpoint_timeout``; a server that dies mid-run is restarted (Beam's
+connectivity check) and the prompts it lost are sent once more. vLLM itself is installed
 only on GPU workers (the ``gpu`` extra, or the worker image): constructing the handler needs
 only the ``openai`` client, so the job graph builds anywhere.
 """
@@ -97,9 +99,9 @@ def installed_driver() -> Optional[str]:
     return out.split()[0] if out.split() else None
 
 
-def _prompt_failure(exc: BaseException) -> bool:
-    """The server answered this one request with an error (e.g. 400: prompt over max-model-len)."""
-    return isinstance(exc, (openai.APIStatusError, openai.APIResponseValidationError))
+def _server_down(outcome: Any) -> bool:
+    """The request never reached a live server (refused, reset, dropped): worth a restart and a retry."""
+    return isinstance(outcome, openai.APIConnectionError) and not isinstance(outcome, openai.APITimeoutError)
 
 
 def raw_text(prompt: Prompt) -> str:
@@ -109,8 +111,13 @@ def raw_text(prompt: Prompt) -> str:
 
 
 def _as_text(outcome: Any, chat: bool) -> Union[str, GenerationFailure]:
+    if isinstance(outcome, asyncio.TimeoutError):
+        return GenerationFailure("endpoint_timeout", "no answer within --openai_timeout_s")
     if isinstance(outcome, BaseException):
-        return failure_from_exception(outcome)
+        failure = failure_from_exception(outcome)
+        if failure is None:
+            raise outcome   # not the server's doing: a bug here must fail loudly
+        return failure
     return completion_text(outcome, chat=chat)
 
 
@@ -146,28 +153,35 @@ class VLLMGenerationHandler(VLLMChatModelHandler):
             self._model_name = self._config.model
 
     async def _send(self, batch: Sequence[Prompt], port: int, args: Dict[str, Any]) -> List[Any]:
-        """Every prompt's response, or the exception its request raised (gathered, not thrown).
-        A raw prompt goes to ``/completions`` with no special tokens added (it holds its own BOS)."""
+        """Every prompt's response, or the exception its request raised (gathered, not thrown),
+        each request bounded by ``timeout_s``. A raw prompt goes to ``/completions`` with no
+        special tokens added (it holds its own BOS)."""
+        timeout = self._config.timeout_s
         async with getAsyncVLLMClient(port) as client:
+            client = client.with_options(max_retries=0)   # retries are ours: after a restart
             if self._config.raw_prompt:
                 calls = [client.completions.create(model=self._model_name, prompt=raw_text(p), **args,
                                                    extra_body={"add_special_tokens": False}) for p in batch]
             else:
                 calls = [client.chat.completions.create(
                     model=self._model_name, messages=as_messages(p), **args) for p in batch]
-            return await asyncio.gather(*calls, return_exceptions=True)
+            return await asyncio.gather(*(asyncio.wait_for(c, timeout) for c in calls), return_exceptions=True)
 
     def run_inference(self, batch: Sequence[Prompt], model,
                       inference_args: Optional[Dict[str, Any]] = None) -> Iterable[PredictionResult]:
-        """One result per prompt: text, or the failure of a request the server answered with an
-        error status. A server that cannot be reached fails the batch, after Beam's connectivity
-        check (which restarts a dead server), as Beam's handler does."""
+        """One result per prompt: text, or why not. A request the server answered with an error is
+        that prompt's failure; one that timed out is ``endpoint_timeout``. When requests could not
+        reach the server (it died mid-run), Beam's connectivity check restarts it and those prompts
+        are sent once more; what still fails is ``endpoint_unreachable``, per prompt, so the
+        batch's finished generations are kept."""
         args = {**self._request_args, **(inference_args or {})}
-        outcomes = asyncio.run(self._send(batch, model.get_server_port(), args))
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not _prompt_failure(outcome):
-                model.check_connectivity()
-                raise outcome
+        outcomes = list(asyncio.run(self._send(batch, model.get_server_port(), args)))
+        lost = [i for i, outcome in enumerate(outcomes) if _server_down(outcome)]
+        if lost:
+            model.check_connectivity()   # restarts a dead server (raises when it cannot)
+            again = asyncio.run(self._send([batch[i] for i in lost], model.get_server_port(), args))
+            for i, outcome in zip(lost, again):
+                outcomes[i] = outcome
         for outcome in outcomes:
             count_usage(outcome)  # an exception has no usage: counts nothing
         chat = not self._config.raw_prompt
