@@ -37,16 +37,22 @@ class Generated(NamedTuple):
         return self.text[:20000]
 
 def model_handler(config: GenerationConfig):
-    """The backend's ModelHandler for ``config`` (imports only that backend's dependencies)."""
+    """The backend's ModelHandler for ``config`` (imports only that backend's dependencies), behind
+    the generation cache when ``config.cache_dir`` is set."""
     config.validate()
     if config.backend == "openai":
         from transforms.openai_backend import OpenAICompatibleHandler
-        return OpenAICompatibleHandler(config)
-    if config.backend == "transformers":
+        handler = OpenAICompatibleHandler(config)
+    elif config.backend == "transformers":
         from transforms.transformers_backend import TransformersGenerationHandler
-        return TransformersGenerationHandler(config)
-    from transforms.vllm_backend import VLLMGenerationHandler
-    return VLLMGenerationHandler(config)
+        handler = TransformersGenerationHandler(config)
+    else:
+        from transforms.vllm_backend import VLLMGenerationHandler
+        handler = VLLMGenerationHandler(config)
+    if config.cache_dir:
+        from transforms.generation_cache import CachedModelHandler
+        handler = CachedModelHandler(handler, config)
+    return handler
 
 
 def prompt_text(prompt: Prompt) -> str:

@@ -36,6 +36,8 @@ class GenerationConfig:
     json_schema: Optional[dict] = None
     """Constrain output to this JSON schema where the backend supports it (vLLM, OpenAI-compatible
     servers with structured outputs); the parser still validates."""
+    cache_dir: Optional[str] = None
+    """Keep each finished generation here (local or gs://): a rerun sends only the rest."""
     # openai
     base_url: str = "http://localhost:8000/v1"
     api_key_env: str = "OPENAI_API_KEY"

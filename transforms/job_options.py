@@ -101,6 +101,10 @@ class GenerationOptions(PipelineOptions):
         g.add_argument("--openai_max_retries", type=int, default=5,
                        help="openai: retries with exponential backoff on 429, 5xx, timeouts and "
                             "connection errors; then the prompt becomes a dead letter.")
+        g.add_argument("--generation_cache", default=None,
+                       help="Keep every finished generation under this folder (local or gs://), keyed by "
+                            "prompt, model and decoding settings: a rerun after a kill or a failure sends "
+                            "only the prompts not answered yet (same output, no second bill).")
         g.add_argument("--transformers_device", default=None,
                        help="transformers: torch device (default: cuda when present, else cpu).")
         g.add_argument("--transformers_dtype", default="auto",
@@ -131,7 +135,8 @@ def generation_config(opts: argparse.Namespace, backend: str, model: str, max_ne
         api_key_secret=getattr(opts, "openai_api_key_secret", None),
         max_concurrency=opts.openai_max_concurrency, timeout_s=opts.openai_timeout_s,
         max_retries=opts.openai_max_retries, vllm_args=parse_vllm_args([*opts.vllm_arg, *step_vllm_args]),
-        device=opts.transformers_device, dtype=opts.transformers_dtype)
+        device=opts.transformers_device, dtype=opts.transformers_dtype,
+        cache_dir=getattr(opts, "generation_cache", None))
     config.validate()
     if backend == "openai" and getattr(opts, "probe_endpoint", False):
         from transforms.openai_backend import probe_endpoint

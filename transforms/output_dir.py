@@ -23,7 +23,8 @@ SETTINGS_FILE = "_settings.json"
 # Flags that say where or how fast, not what: a rerun may change them.
 NOT_SETTINGS = {"output", "overwrite", "num_shards", "probe_endpoint", "skip_library_check", "embedding_device",
                 "embedding_batch_size", "generation_batch_size", "openai_max_concurrency", "openai_timeout_s",
-                "openai_max_retries", "accelerator", "transformers_device"}
+                "openai_max_retries", "accelerator", "transformers_device", "generation_cache",
+                "max_dead_fraction"}
 
 
 def settings_fingerprint(job: str, settings: Dict[str, Any]) -> Dict[str, Any]:
