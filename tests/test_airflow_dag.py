@@ -429,6 +429,7 @@ def test_instruction_pretrain_shard_launches_the_method_and_fails_with_its_job(p
     assert opts.method == "instruction_pretrain" and opts.synthesizer == "vllm" and opts.rounds == 2
     assert opts.synthesizer_model == "instruction-pretrain/instruction-synthesizer"
     assert opts.vllm_arg == ["gpu-memory-utilization=0.9"] and opts.templates is None
+    assert opts.generation_cache == f"gs://{BUCKET}/generation-cache"   # a retried task pays no model call twice
     assert opts.documents == CORPUS_GLOBS[0]
     beam = PipelineOptions(argv[2:]).get_all_options()
     assert beam["sdk_container_image"] == IMAGE and beam["runner"] == "DataflowRunner"

@@ -185,6 +185,8 @@ def _image_options(p: Dict[str, Any]) -> Dict[str, Any]:
         "experiments": ["use_runner_v2"],
         "max_num_workers": int(p.get("pipeline_max_workers") or 10),
         "disk_size_gb": int(p.get("disk_size_gb") or 150),
+        # A retried task reruns its job from the start: finished generations are not paid twice.
+        "generation_cache": f"gs://{p['bucket']}/generation-cache",
     }
 
 
