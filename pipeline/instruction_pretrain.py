@@ -216,7 +216,10 @@ class _ParseRoundFn(beam.DoFn):
             if reason not in self._drops:
                 self._drops[reason] = beam.metrics.Metrics.counter(NAMESPACE, f"{self._stage}{SEP}dropped{SEP}{reason}")
             self._drops[reason].inc(n)
-        (self._pairs.inc(len(pairs)) if pairs else self._no_pairs.inc())
+        if pairs:
+            self._pairs.inc(len(pairs))
+        else:
+            self._no_pairs.inc()
         c.inc_out()
         yield with_pairs(chain, self._r, pairs, examples)
 
