@@ -12,12 +12,14 @@ import glob
 import json
 from typing import Collection, Dict, List, Mapping, Set
 
+from pipeline.documents import clean_text
 from pipeline.steps import pair_text
 
 
 def read_documents(pattern: str) -> Dict[str, str]:
-    """``doc_id -> text`` of the JSONL documents matching ``pattern``, as the checks need them
-    (the first text of a repeated id; lines that are not a document with an id are skipped)."""
+    """``doc_id -> text`` of the JSONL documents matching ``pattern`` as the job reads them (control
+    and invisible characters removed, pipeline/documents.py: excerpt spans are offsets into that
+    text); the first text of a repeated id; lines that are not a document with an id are skipped."""
     docs: Dict[str, str] = {}
     for path in sorted(glob.glob(pattern)):
         with open(path, encoding="utf-8") as f:
@@ -27,7 +29,7 @@ def read_documents(pattern: str) -> Dict[str, str]:
                 except ValueError:
                     continue
                 if isinstance(row, dict) and isinstance(row.get("text"), str) and row.get("id"):
-                    docs.setdefault(row["id"], row["text"])
+                    docs.setdefault(row["id"], clean_text(row["text"]))
     return docs
 
 

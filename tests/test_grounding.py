@@ -44,3 +44,14 @@ def test_ungrounded_lists_only_the_failing_pairs():
     pairs = [pair(), pair(pair_id="p2", excerpt_spans=[[35, 60]]), pair(pair_id="p3", doc_id="d9")]
     found = ungrounded(pairs, {"d1": DOC}, {"t1"})
     assert sorted(found) == ["p2", "p3"] and found["p3"] == ["unknown document 'd9'"]
+
+
+def test_spans_index_the_document_as_the_job_reads_it(tmp_path):
+    # Issue 13's cleaning at read: a zero-width space before an excerpt shifts raw offsets by one.
+    import json
+
+    from pipeline.grounding import read_documents
+
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"id": "a", "text": "Zero\u200bwidth\x8d and then the excerpt."}) + "\n")
+    assert read_documents(str(path)) == {"a": "Zerowidth and then the excerpt."}
