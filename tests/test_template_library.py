@@ -126,3 +126,18 @@ def test_a_corrupt_manifest_error_names_the_file(tmp_path):
     (tmp_path / MANIFEST).write_text('{"format_version": 1, "files": {')
     with pytest.raises(ValueError, match=str(tmp_path / MANIFEST)):
         read_manifest(str(tmp_path))
+
+
+def test_embeddings_of_another_shape_than_the_manifests_are_refused(library, tmp_path):
+    import hashlib
+    import json
+
+    copy = _broken_copy(library, tmp_path, "shape")
+    path = copy / "embeddings" / "embeddings.npy"
+    arr = np.load(path)
+    np.save(path, arr[:-1])   # one row short, checksum updated to match: only the shape tells
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["files"]["embeddings/embeddings.npy"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"embeddings/embeddings.npy has shape \(4, "):
+        verify_library(str(copy), read_manifest(str(copy)))

@@ -239,11 +239,25 @@ def read_manifest(path: str) -> Dict[str, Any]:
     return manifest
 
 
+def _npy_shape(path: str) -> Optional[Tuple[int, ...]]:
+    """The shape in a ``.npy`` file's header (read from its first bytes only), None if unreadable."""
+    try:
+        with FileSystems.open(path) as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, _ = read_header(f)
+    except (ValueError, OSError, EOFError):
+        return None
+    return tuple(int(n) for n in shape)
+
+
 def verify_library(path: str, manifest: Dict[str, Any]) -> None:
     """Raises InputError naming what is wrong with the library at ``path`` before any work uses it:
     no templates, a file the manifest lists that is missing or whose sha256 differs (a truncated
-    embedding file, a corrupt shard, an index copied from another library), or a file the
-    format needs that the manifest does not list."""
+    embedding file, a corrupt shard, an index copied from another library), embeddings or ids
+    whose shape is not the manifest's count and dimension, or a file the format needs that the
+    manifest does not list."""
     path = path.rstrip("/")
     files = manifest.get("files") or {}
     problems = []
@@ -261,6 +275,13 @@ def verify_library(path: str, manifest: Dict[str, Any]) -> None:
             problems.append(f"{rel} is missing")
         elif sha256_of(full) != digest:
             problems.append(f"{rel} does not match its sha256 in the manifest")
+    count, dim = manifest.get("count"), (manifest.get("embedding") or {}).get("dimension")
+    for rel, expected in ((EMBEDDINGS, (count, dim)), (TEMPLATE_IDS, (count,))):
+        full = FileSystems.join(path, rel)
+        if rel in files and FileSystems.exists(full):
+            shape = _npy_shape(full)
+            if shape is None or tuple(shape[:len(expected)]) != expected:
+                problems.append(f"{rel} has shape {shape}, the manifest says {expected}")
     if problems:
         raise InputError(f"template library {path} is broken: " + "; ".join(problems)
                          + ". Mine it again (or pass --skip_library_check to use it as it is).")
