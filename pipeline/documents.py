@@ -16,7 +16,7 @@ from apache_beam.metrics import Metrics
 
 from pipeline.records import Document
 from transforms.accounting import DEAD, FILTERED, NAMESPACE, SEP, Rejected, StageCounters
-from transforms.record_io import RowError, SourceSpec, iter_rows, text_problem
+from transforms.record_io import RowError, SourceSpec, is_encodable, iter_rows, text_problem
 from transforms.records import DeadLetter, Filtered
 
 
@@ -37,15 +37,6 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def lone_surrogate(text: str) -> bool:
-    """Whether ``text`` holds a UTF-16 surrogate on its own (JSON ``"\\ud800"``): no UTF-8 exists for it."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def clean_text(text: str) -> str:
     """``text`` without control and invisible characters (NUL, ESC, zero-width space, ...), which
     would otherwise reach answers verbatim."""
@@ -59,7 +50,7 @@ def document_from_fields(fields: dict, names: DocumentFields, source: str) -> Do
     if problem:
         raise _RowProblem(*problem)
     raw_text = fields[names.text_field]
-    if lone_surrogate(raw_text):
+    if not is_encodable(raw_text):
         raise _RowProblem("invalid_unicode", f"field {names.text_field!r} holds a lone UTF-16 surrogate")
     text = clean_text(raw_text)
     if not text.strip():
@@ -70,12 +61,12 @@ def document_from_fields(fields: dict, names: DocumentFields, source: str) -> Do
         doc_id = f"sha256:{digest}"
     elif isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool):
         doc_id = str(raw_id)
-        if lone_surrogate(doc_id):
+        if not is_encodable(doc_id):
             raise _RowProblem("invalid_unicode", f"field {names.id_field!r} holds a lone UTF-16 surrogate")
     else:
         raise _RowProblem("wrong_type", f"field {names.id_field!r} is {type(raw_id).__name__}, not a string or int")
     url = fields.get(names.url_field)
-    url = url if isinstance(url, str) and not lone_surrogate(url) else ""
+    url = url if isinstance(url, str) and is_encodable(url) else ""
     return Document(doc_id, text, url, source, digest)
 
 

@@ -222,10 +222,13 @@ def _augmented_documents(joined, seed: int):
     _, grouped = joined
     pairs = list(grouped["pairs"])
     for doc in sorted(grouped["document"], key=lambda d: d.content_hash):
-        count_stage("augment", "in")(doc)
+        _AUGMENT_IN(doc)
         record = instruction_pretrain.document_augmented(doc, pairs, seed)
-        count_stage("augment", "out")(doc)
+        _AUGMENT_OUT(doc)
         yield record
+
+
+_AUGMENT_IN, _AUGMENT_OUT = count_stage("augment", "in"), count_stage("augment", "out")
 
 
 def run(argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:

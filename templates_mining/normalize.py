@@ -14,6 +14,7 @@ from typing import Iterable, List
 import apache_beam as beam
 
 from transforms.accounting import DEAD, StageCounters
+from transforms.record_io import is_encodable
 from transforms.records import DeadLetter, Query
 
 STAGE = "normalize"
@@ -37,15 +38,6 @@ def clean_text(text: str) -> str:
     text = _SPACE_AROUND_NL_RE.sub("\n", text)
     text = _MANY_NL_RE.sub("\n\n", text)
     return text.strip()
-
-
-def is_encodable(text: str) -> bool:
-    """False for strings holding lone surrogates (e.g. from JSON ``\\ud800`` escapes)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def nfkc_batch(texts: List[str]) -> List[str]:

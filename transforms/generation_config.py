@@ -13,6 +13,13 @@ Prompt = Union[str, List[Dict[str, str]]]
 MODEL_BACKENDS = ("vllm", "openai", "transformers")
 
 
+def raw_text(prompt: Prompt) -> str:
+    """A raw prompt's text; raises TypeError for chat messages (a raw prompt is the model's whole input)."""
+    if not isinstance(prompt, str):
+        raise TypeError("a raw prompt is the model's whole input as text, not chat messages")
+    return prompt
+
+
 class GenerationFailure(NamedTuple):
     """A prompt the backend could not answer: ``reason`` is a short code for the dead letter."""
     reason: str

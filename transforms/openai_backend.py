@@ -23,7 +23,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from transforms.accounting import NAMESPACE, SEP
-from transforms.generation_config import GenerationConfig, GenerationFailure, Prompt
+from transforms.generation_config import GenerationConfig, GenerationFailure, Prompt, raw_text
 from transforms.secrets import api_key, redact
 
 _DETAIL_CHARS = 500
@@ -127,9 +127,9 @@ class OpenAICompatibleHandler(ModelHandler[Prompt, Union[str, GenerationFailure]
         kwargs: Dict[str, Any] = dict(model=c.model, max_tokens=c.max_new_tokens,
                                       temperature=c.temperature, top_p=c.top_p, seed=c.seed)
         chat = isinstance(prompt, list)
-        if chat:
-            if c.raw_prompt:
-                raise TypeError("a raw prompt is the model's whole input as text, not chat messages")
+        if c.raw_prompt:
+            kwargs["prompt"] = raw_text(prompt)
+        elif chat:
             kwargs["messages"] = prompt
         else:
             kwargs["prompt"] = prompt

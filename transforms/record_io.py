@@ -425,16 +425,21 @@ def to_jsonable(obj: Any, keep_bytes: bool = False) -> Any:
     return obj
 
 
+def is_encodable(text: str) -> bool:
+    """False for strings holding lone surrogates (e.g. from JSON ``\\ud800`` escapes): no UTF-8 exists for them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _to_json_line(record: Any) -> str:
     """One JSON line; a record holding a lone surrogate (from bad input) is written with
-    ``\\uXXXX`` escapes, since no UTF-8 exists for it, instead of crashing the writer."""
+    JSON's ASCII escapes (``\\ud800``), since no UTF-8 exists for it, instead of crashing the writer."""
     obj = to_jsonable(record)
     line = json.dumps(obj, ensure_ascii=False, sort_keys=True)
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:
-        line = json.dumps(obj, ensure_ascii=True, sort_keys=True)
-    return line
+    return line if is_encodable(line) else json.dumps(obj, ensure_ascii=True, sort_keys=True)
 
 
 class WriteJsonl(beam.PTransform):

@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from transforms.generation_config import GenerationConfig, GenerationFailure, Prompt
+from transforms.generation_config import GenerationConfig, GenerationFailure, Prompt, raw_text
 from transforms.remote_dirs import cached_local_copy
 
 COMPLETION_TOKENS_COUNTER = "generation|completion_tokens"
@@ -68,10 +68,10 @@ def prompt_text(tokenizer, prompt: Prompt, model_name: str = "", raw: bool = Fal
     gets the tokenizer's usual special tokens, except a ``raw`` one, which spells out its own
     (the synthesizer's literal ``<s>`` is its BOS: adding the tokenizer's would make two).
     """
-    if isinstance(prompt, str):
-        return prompt, not raw
     if raw:
-        raise TypeError("a raw prompt is the model's whole input as text, not chat messages")
+        return raw_text(prompt), False
+    if isinstance(prompt, str):
+        return prompt, True
     if isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) for m in prompt):
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(

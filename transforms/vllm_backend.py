@@ -25,7 +25,7 @@ import openai
 from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.ml.inference.vllm_inference import VLLMChatModelHandler, getAsyncVLLMClient
 
-from transforms.generation_config import GenerationConfig, GenerationFailure, Prompt
+from transforms.generation_config import GenerationConfig, GenerationFailure, Prompt, raw_text
 # The same OpenAI response objects and client exceptions as the openai backend.
 from transforms.openai_backend import completion_text, count_usage, failure_from_exception
 
@@ -102,12 +102,6 @@ def installed_driver() -> Optional[str]:
 def _server_down(outcome: Any) -> bool:
     """The request never reached a live server (refused, reset, dropped): worth a restart and a retry."""
     return isinstance(outcome, openai.APIConnectionError) and not isinstance(outcome, openai.APITimeoutError)
-
-
-def raw_text(prompt: Prompt) -> str:
-    if not isinstance(prompt, str):
-        raise TypeError("a raw prompt is the model's whole input as text, not chat messages")
-    return prompt
 
 
 def _as_text(outcome: Any, chat: bool) -> Union[str, GenerationFailure]:

@@ -42,6 +42,7 @@ models=()
 [[ -z "${JUDGE_MODEL:-}" ]] || models+=(--judge_model "${JUDGE_MODEL}")
 
 set_network
+set_image_job
 
 cd "${REPO_ROOT}"
 run "${PY}" -m pipeline \
@@ -56,18 +57,9 @@ run "${PY}" -m pipeline \
   --judge_vllm_arg "max-model-len=${JUDGE_VLLM_MAX_MODEL_LEN:-4096}" \
   --max_document_chars "${MAX_DOCUMENT_CHARS:-50000}" \
   --embedding_device "${EMBEDDING_DEVICE:-cpu}" \
-  --runner DataflowRunner \
-  --project "${PROJECT}" \
-  --region "${REGION}" \
-  --temp_location "${GCS}/tmp" \
-  --staging_location "${GCS}/staging" \
   --job_name "${JOB_NAME:-fi-pipeline-$(timestamp)}" \
-  --sdk_container_image "${IMAGE}" \
-  --sdk_location container \
-  --experiments use_runner_v2 \
+  "${image_job[@]}" \
   "${placement[@]}" \
-  --max_num_workers "${MAX_WORKERS:-10}" \
-  --disk_size_gb "${DISK_SIZE_GB:-150}" \
   --labels "app=fineinstructions" --labels "job=pipeline" \
   ${network[@]+"${network[@]}"} \
   "$@"

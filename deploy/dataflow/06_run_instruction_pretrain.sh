@@ -25,6 +25,7 @@ require_gs DOCUMENTS OUTPUT
 PY="$(launcher_python)"
 set_gpu_placement
 set_network
+set_image_job
 
 cd "${REPO_ROOT}"
 run "${PY}" -m pipeline \
@@ -35,18 +36,9 @@ run "${PY}" -m pipeline \
   --synthesizer_model "${SYNTHESIZER_MODEL:-instruction-pretrain/instruction-synthesizer}" \
   --rounds "${ROUNDS:-2}" \
   --vllm_arg "gpu-memory-utilization=${VLLM_GPU_MEMORY_UTILIZATION:-0.9}" \
-  --runner DataflowRunner \
-  --project "${PROJECT}" \
-  --region "${REGION}" \
-  --temp_location "${GCS}/tmp" \
-  --staging_location "${GCS}/staging" \
   --job_name "${JOB_NAME:-fi-instruction-pretrain-$(timestamp)}" \
-  --sdk_container_image "${IMAGE}" \
-  --sdk_location container \
-  --experiments use_runner_v2 \
+  "${image_job[@]}" \
   "${placement[@]}" \
-  --max_num_workers "${MAX_WORKERS:-10}" \
-  --disk_size_gb "${DISK_SIZE_GB:-150}" \
   --labels "app=fineinstructions" --labels "job=instruction-pretrain" \
   ${network[@]+"${network[@]}"} \
   "$@"

@@ -92,6 +92,23 @@ set_gpu_placement() {
   esac
 }
 
+# set_image_job: the array `image_job`: a Dataflow job in the worker image IMAGE (Runner v2), with
+# GCS's tmp/ and staging/, MAX_WORKERS and DISK_SIZE_GB (03 and 06).
+set_image_job() {
+  image_job=(
+    --runner DataflowRunner
+    --project "${PROJECT}"
+    --region "${REGION}"
+    --temp_location "gs://${BUCKET}/tmp"
+    --staging_location "gs://${BUCKET}/staging"
+    --sdk_container_image "${IMAGE}"
+    --sdk_location container
+    --experiments use_runner_v2
+    --max_num_workers "${MAX_WORKERS:-10}"
+    --disk_size_gb "${DISK_SIZE_GB:-150}"
+  )
+}
+
 # set_network: the array `network` from SERVICE_ACCOUNT and SUBNETWORK (Beam's flags).
 set_network() {
   network=()
