@@ -58,6 +58,8 @@ _COPULA_RE = re.compile(r"^\s*(?:\([^)]*\)\s*,?\s*)?(?:,[^,]{0,80},\s*)?(?:(?:is
 _CAUSE_RE = re.compile(r"\b(?:because|due to|as a result|in order to|since|so that|caused|led to|owing to|"
                        r"thanks to|result of)\b", re.I)
 _ARTICLE_RE = re.compile(r"^(?:the|a|an)\s+", re.I)
+_DEMONSTRATIVES = frozenset({"this", "these", "that", "those"})
+_POSSESSIVE_RE = re.compile(r"\s*['’]s?$")
 #: Words that make a noun phrase an amount, not a thing ("few species", "many countries").
 QUANTIFIERS = frozenset("""few many several some most all other others various such each every certain numerous
 both more less much any no own same different main possible common general particular typical similar new
@@ -168,6 +170,7 @@ class DocumentView:
         self._docs: Dict[int, object] = {}
         self._postings: Optional[Dict[str, List[int]]] = None
         self._lead: Optional[Dict[str, str]] = None
+        self._names: Dict[str, Optional[str]] = {}
 
     def sentence_text(self, i: int) -> str:
         s, e = self.sentences[i]
@@ -242,6 +245,22 @@ class DocumentView:
         return [sp._replace(label=self._lead.get(sp.text, sp.label)) if sp.label else sp
                 for i in idx for sp in self._spans[i]]
 
+    def full_name(self, word: str) -> Optional[str]:
+        """The one longer name the document gives a person it also calls ``word`` ("Smith" ->
+        "Adam Smith"), or ``None`` when it gives none or several ("Alfonso": Alfonso XII and
+        Alfonso XIII). A request naming a bare surname is ambiguous out of its document."""
+        if word not in self._names:
+            pattern = re.compile(rf"\b{re.escape(word)}\b")
+            idx = [i for i, (s, e) in enumerate(self.sentences) if pattern.search(self.text, s, e)]
+            self._parse(idx)
+            forms = {_POSSESSIVE_RE.sub("", ent.text) for i in idx for ent in self._docs[i].ents
+                     if ent.label_ == "PERSON" and word in (t.text for t in ent)
+                     and len(ent) <= MAX_FILL_TOKENS and balanced(ent.text)}
+            forms = {f for f in forms if len(f.split()) > 1}
+            forms = {f for f in forms if not any(f != g and f in g for g in forms)}
+            self._names[word] = forms.pop() if len(forms) == 1 else None
+        return self._names[word]
+
     def _parse(self, idx: Sequence[int]) -> None:
         missing = [i for i in idx if i not in self._spans]
         if missing:
@@ -270,6 +289,13 @@ class DocumentView:
         """The pronoun that opens sentence ``i`` ("He was born ..."), standing for the sentence before."""
         first = self.tokens(i, self.sentences[i][0], self.sentences[i][1])[:1]
         return [t for t in first if t.pos_ == "PRON"]
+
+    def demonstrative_subject(self, i: int) -> bool:
+        """Sentence ``i`` (parsed) has a subject pointed at with "this", "these", "that" or "those"
+        ("After four centuries, this abrupt change caused ..."): it leans on what came before
+        although its first word does not."""
+        return any(t.lower_ in _DEMONSTRATIVES and t.dep_ == "det" and t.head.dep_ in ("nsubj", "nsubjpass")
+                   for t in self._docs[i])
 
     def first_in_paragraph(self, i: int) -> bool:
         return i == 0 or not self.same_paragraph(i - 1, i)
@@ -705,9 +731,17 @@ def _answer_from(template: str, descs: Sequence[str], types: Sequence[SlotType],
     if request.asked and request.asked not in view.stems(i):
         return None     # "what university did X attend": the sentence names a university
     spans = view.spans(ctx)
+    if len(ctx) == 1 and view.demonstrative_subject(i):
+        return None     # "..., this abrupt climatic change caused ...": which change the sentence before says
     fills = assign_fills(template, descs, types, spans, view, describe, encode, cfg)
     if fills is None:
         return None
+    for desc, sp in fills.items():
+        if sp.label == "PERSON" and len(sp.text.split()) == 1:
+            name = view.full_name(sp.text)
+            if name is None:
+                return None     # "where did Smith die": which Smith only the document says
+            fills[desc] = sp._replace(text=name)
     used = list(fills.values())
     # Fills and answer must be about the frame, not just in its sentence: each within a few
     # dependency edges of a frame word ("Wilkerson presided" does not answer "when was

@@ -148,6 +148,7 @@ _BEFORE_CUES, _AFTER_CUES, _HEAD_CUES = _index_cues(_CATEGORIES)
 # Cue nouns that name their own category when tagged alone ("recommend a <movie>").
 _SELF_NAMING = frozenset(p[0] for c in _CATEGORIES for p in c.after if len(p) == 1 and p in c.before)
 _REQUEST_KIND = _load_request_kinds()
+
 _FUNCTION = frozenset(_words("genericize_function_words.txt"))
 _QUERY = frozenset(_words("genericize_query_words.txt")) | frozenset(_REQUEST_KIND)
 _CUE_WORDS = frozenset(w for c in _CATEGORIES for p in c.before + c.after for w in p)
@@ -164,6 +165,8 @@ _DETAIL_NOUNS = frozenset(_section_words("genericize_common_words.txt", "nouns")
      frozenset(_words("genericize_query_words.txt"))) - _PURE_VERBS - _ADJECTIVES)
 _UNITS = sorted(set(_words("genericize_units.txt")), key=len, reverse=True)
 _GAZETTEER, _SYMBOL_NAMES = _load_gazetteer()
+# Words that frame a name rather than belong to it ("the movie <X>", "<X> cast", "define <X>").
+_NAME_FREE_WORDS = _CUE_WORDS | _QUERY
 _GAZ_MAX = max(len(k) for k in _GAZETTEER)
 _PASSAGE_KINDS = _load_passage_kinds()
 
@@ -1079,6 +1082,46 @@ def _document_kind(kind: str, descs: Sequence[str]) -> str:
     return doc_kind or "an informational article or reference document"
 
 
+#: Document kinds chosen from a slot's type alone that often miss what the request is about (a
+#: place slot in a question about a sports title or a law).
+_WEAK_KINDS = frozenset({"a geography, travel or encyclopedia article", "an informational article or reference document"})
+
+
+#: Cue nouns that are attributes of anything rather than a topic ("age", "worth", "net").
+_NOT_TOPICS = frozenset({"age", "worth", "net", "height", "birthday", "death", "record", "video", "version",
+                         "error", "errors", "feature", "features", "care", "diet", "mass", "solution", "field", "major",
+                         "roast"})
+
+
+@lru_cache(maxsize=1)
+def _topic_cues() -> Dict[str, FrozenSet[int]]:
+    """One-word cue nouns by the categories they belong to, for telling what a request is about
+    from its literal words ("won a national championship in football" -> sports). Verbs ("run",
+    "signed", "grow") cue too many topics; nouns cued by three categories or more say nothing;
+    place cues are the kind being corrected."""
+    out: Dict[str, set] = {}
+    for i, cat in enumerate(_CATEGORIES):
+        if cat.description == PLACE:
+            continue
+        for phrase in cat.before + cat.after:
+            w = phrase[0]
+            if len(phrase) == 1 and w not in _NOT_TOPICS and not _is_verb_form(w) and w not in _PURE_VERBS:
+                out.setdefault(w, set()).add(i)
+    return {w: frozenset(c) for w, c in out.items() if len(c) <= 2}
+
+
+def _topic_kind(words: Sequence[str]) -> Optional[str]:
+    """The document kind the request's literal words point to, when one category's cues win."""
+    votes: Dict[int, int] = {}
+    for w in words:
+        for c in _topic_cues().get(w, ()):
+            votes[c] = votes.get(c, 0) + 1
+    ranked = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))
+    if not ranked or len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        return None
+    return _CATEGORIES[ranked[0][0]].doc_kind
+
+
 def _subjects(descs: Sequence[str], limit: int) -> List[str]:
     ordered: List[str] = []
     for d in descs:
@@ -1108,6 +1151,9 @@ def _description(template: str, spans: List[_Span], toks: List[_Token], text: st
     descs = [sp.description for sp in spans]
     kind = _request_kind(toks, descs, text)
     doc_kind = _document_kind(kind, descs)
+    if doc_kind in _WEAK_KINDS and len(toks) <= LONG_PROMPT_WORDS:
+        literal = [t.low for t in toks if not any(sp.start <= t.start < sp.end for sp in spans)]
+        doc_kind = _topic_kind(literal) or doc_kind
     content = None if foreign or kind in ("code", "math") else _content(kind, spans, toks, text)
     if content:
         named = [d for d in descs if d not in _NUMERIC_DESCRIPTIONS] or descs
@@ -1158,7 +1204,7 @@ def genericize(text: str, common_words: Optional[FrozenSet[str]] = None) -> Tupl
     if not foreign:     # spaCy's English pipeline reads English only
         spans = [_Span(sl.start, sl.end, sl.description, "typed")
                  for sl in type_slots(text, [Slot(sp.start, sp.end, sp.description) for sp in spans], load_nlp(),
-                                      _FORM_DESCRIPTIONS)]
+                                      _FORM_DESCRIPTIONS, _NAME_FREE_WORDS)]
         spans = _cap_tags(spans, toks, text)
     template = _build_template(text, spans, _numbered(spans))
     return template, _description(template, spans, toks, text, foreign)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
-from transforms.slot_types import on_closed_list, slot_type
+from transforms import nlp as labels
+from transforms.slot_types import on_closed_list, slot_type, us_state_codes
 
 #: Descriptions that name no kind: a slot keeps one only when spaCy finds no type either.
 GENERIC = frozenset({"a specific topic", "a specific entity", "specific details", "a person or organization",
@@ -52,6 +53,17 @@ _LABEL_DESCRIPTION = {
 }
 
 
+#: Entity labels that contradict a cue for a kind of common noun phrase (a food, a condition).
+_NOT_A_COMMON_NOUN = frozenset({"PERSON", "GPE", "LOC", "FAC", "NORP"})
+#: Nouns that end a place's name ("guantanamo bay", "kansas city", "orange county"): in a lowercase
+#: query a place slot just before one of them takes it in.
+PLACE_HEADS = frozenset("""bay river lake island islands beach valley mountain mountains park falls springs creek
+canyon county city town village heights harbor harbour peninsula desert forest sea ocean strait gulf cape""".split())
+_PLACE_DESCRIPTIONS = frozenset({"a place", "a city", "a city or region", "a geographic region or natural feature",
+                                 "a building or landmark"})
+_REGION_AFTER = frozenset({"a US state", "a country"})
+
+
 class Slot(NamedTuple):
     start: int
     end: int
@@ -61,7 +73,10 @@ class Slot(NamedTuple):
 def describe_entity(label: str, text: str, rules_description: Optional[str], context: str) -> str:
     """What kind of thing an entity with ``label`` is, as a slot description."""
     low = text.casefold().strip()
-    if rules_description and rules_description not in GENERIC and slot_type(rules_description) is not None:
+    cued = slot_type(rules_description) if rules_description and rules_description not in GENERIC else None
+    if cued is not None:
+        if not cued.labels and label in _NOT_A_COMMON_NOUN:
+            return UNTYPED_NAME       # "lauren conrad major in": a person is no academic field; which is wrong?
         return rules_description      # a context cue ("the movie <X>") says more than the label
     if label == "GPE":
         if on_closed_list("us_state", low):
@@ -165,10 +180,12 @@ _NAME_PRIORITY = ("a person", "an organization", "a company", "a university or s
 
 def _merge_adjacent(text: str, slots: List[Slot]) -> List[Slot]:
     """Entity slots with only a space between them are one name read in two parts
-    ("Johannes" + "Gutenberg"): one slot, described as the person (or organization) if either is."""
+    ("Johannes" + "Gutenberg"): one slot, described as the person (or organization) if either is;
+    not when either is a US state or a country ("kewaunee wi")."""
     out: List[Slot] = []
     for sl in sorted(slots):
-        if out and not text[out[-1].end:sl.start].strip():
+        if out and not text[out[-1].end:sl.start].strip() and sl.description not in _REGION_AFTER \
+                and out[-1].description not in _REGION_AFTER:      # "<kewaunee> <wi>": a town, then its state
             prev = out.pop()
             ranked = [d for d in _NAME_PRIORITY if d in (prev.description, sl.description)]
             sl = Slot(prev.start, sl.end, ranked[0] if ranked else sl.description)
@@ -192,11 +209,75 @@ def _pos_of(doc, start: int, end: int) -> List[str]:
     return [t.pos_ for t in doc if t.idx >= start and t.idx + len(t) <= end and not t.is_punct]
 
 
-def type_slots(text: str, spans: Sequence[Slot], nlp, form_descriptions: frozenset) -> List[Slot]:
+#: Kinds of slot that may modify the noun after them without being part of a name with it
+#: ("<florida> weather", "<1990> census", "<madonna> songs").
+_MODIFIER_LABELS = labels.PLACE | labels.WHEN | labels.CLOCK | labels.COUNT | labels.PERSON | labels.GROUP | \
+    labels.LANGUAGE
+
+
+def _content_word(t) -> bool:
+    return t.pos_ in ("NOUN", "PROPN", "ADJ") and not t.is_stop and t.is_alpha
+
+
+def splits_a_name(doc, text: str, slot: Slot, frame_words: frozenset, slots: Sequence[Slot] = ()) -> bool:
+    """In a lowercase query, whether a slot stands right beside a literal word that is likely part
+    of the same name, so the slot's boundary (and kind) is a guess: a content word just before it
+    ("new <england>", "avranches <france>", "bigg boss <tamil>"), or, after a one-word slot of a
+    kind that does not modify nouns on its own, the noun it modifies ("<gi> bill", "<hardie>
+    board"). ``frame_words`` (context cues such as "movie" or "cast", request words) are never
+    part of a name; nor is a word of another of the query's ``slots`` ("<paris> <texas>")."""
+    def literal(t) -> bool:
+        return _content_word(t) and t.lower_ not in frame_words and not any(o.start <= t.idx < o.end for o in slots)
+
+    before = [t for t in doc if t.idx + len(t) <= slot.start and not text[t.idx + len(t):slot.start].strip()]
+    if before and literal(before[-1]) and before[-1].tag_ != "NNS":     # "temperatures <cairo>" frames
+        return True
+    inside = [t for t in doc if slot.start <= t.idx < slot.end]
+    st = slot_type(slot.description)
+    if len(inside) != 1 or st is None or st.labels & _MODIFIER_LABELS or st.closed or st.year_only:
+        return False
+    after = [t for t in doc if t.idx >= slot.end and not text[slot.end:t.idx].strip()]
+    return bool(after) and after[0].pos_ in ("NOUN", "PROPN") and literal(after[0])
+
+
+def _place_names(doc, text: str, slots: List[Slot]) -> List[Slot]:
+    """Places a lowercase query names in parts: a place slot followed by a place noun is one name
+    ("<guantanamo> bay" -> "<guantanamo bay>", a place); a name just before a US state or a
+    country slot is a city or region there ("city of <kewaunee> <wi>", "<penn yan> <ny>"), whatever
+    the lowercase reading took it for."""
+    split: List[Slot] = []
+    for sl in slots:        # "<kewaunee wi>" read as one name: a town, then its state
+        words = list(re.finditer(r"\S+", text[sl.start:sl.end]))
+        if len(words) >= 2 and sl.description not in _REGION_AFTER and sl.description not in _PLACE_DESCRIPTIONS \
+                and (on_closed_list("us_state", words[-1].group(0)) or words[-1].group(0).casefold() in us_state_codes()):
+            split.append(Slot(sl.start, sl.start + words[-2].end(), "a city or region"))
+            split.append(Slot(sl.start + words[-1].start(), sl.end, "a US state"))
+        else:
+            split.append(sl)
+    slots = split
+    out: List[Slot] = []
+    for k, sl in enumerate(slots):
+        nxt = [t for t in doc if t.idx >= sl.end and not text[sl.end:t.idx].strip()]
+        taken = any(o.start <= nxt[0].idx < o.end for o in slots) if nxt else True
+        if sl.description in _PLACE_DESCRIPTIONS and not taken and nxt[0].lower_ in PLACE_HEADS:
+            sl = Slot(sl.start, nxt[0].idx + len(nxt[0]), sl.description)
+        elif k + 1 < len(slots) and slots[k + 1].description in _REGION_AFTER \
+                and sl.description not in _REGION_AFTER and sl.description not in _PLACE_DESCRIPTIONS \
+                and text[sl.end:slots[k + 1].start].strip() in ("", ",") and slot_type(sl.description) is not None \
+                and not slot_type(sl.description).closed and not slot_type(sl.description).year_only \
+                and slot_type(sl.description).labels & (labels.PERSON | labels.ORGANIZATION | labels.PLACE):
+            sl = Slot(sl.start, sl.end, "a city or region")
+        out.append(sl)
+    return out
+
+
+def type_slots(text: str, spans: Sequence[Slot], nlp, form_descriptions: frozenset,
+               frame_words: frozenset = frozenset()) -> List[Slot]:
     """The slots of ``text`` after the spaCy reading (see the module docstring), in order.
 
     ``form_descriptions``: descriptions the rules give by form (numbers, code, URLs), kept as
-    they are unless an entity extends over them.
+    they are unless an entity extends over them. In a lowercase query a slot that
+    :func:`splits_a_name` is left untyped (``frame_words`` as there).
     """
     doc = nlp(text)
     lowercase = _is_lowercase_query(text)
@@ -240,4 +321,8 @@ def type_slots(text: str, spans: Sequence[Slot], nlp, form_descriptions: frozens
         if lowercase and sp.description in NAMED_KINDS:
             sp = Slot(sp.start, sp.end, UNTYPED_NAME)
         out.append(sp)
+    if lowercase and not long_prompt:
+        out = _place_names(doc, text, sorted(out))
+        out = [Slot(sl.start, sl.end, UNTYPED_NAME) if sl.description not in form_descriptions
+               and splits_a_name(doc, text, sl, frame_words, out) else sl for sl in out]
     return sorted(out)

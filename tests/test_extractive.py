@@ -338,3 +338,46 @@ def test_what_country_needs_a_country_and_where_needs_what_locates_it():
 
 def test_compound_question_is_declined():
     assert template_fit("where was <fi>a person</fi> born and when") == "compound_question"
+
+
+#: The fake encoder cannot tell "die" from "died": the relatedness floor is the real model's business.
+_LENIENT = ExtractiveConfig(min_answer_similarity=0.0)
+
+
+def test_a_bare_surname_is_filled_with_the_full_name_the_document_gives():
+    # The rating's commonest unusable pair: "where did Smith die?" (which Smith?)
+    doc = ("Adam Smith was a Scottish economist and philosopher. He wrote The Wealth of Nations. "
+           "In 1790, Smith died in Edinburgh after a painful illness.")
+    result = _fill("When did <fi>a person</fi> die?", doc, cfg=_LENIENT)
+    assert isinstance(result, Instantiation)
+    assert result.instruction == "When did Adam Smith die?"
+    assert result.tag_fills == ("Adam Smith",)
+    assert expand_excerpts(result.answer, doc).text == "In 1790, Smith died in Edinburgh after a painful illness."
+    view = DocumentView(doc, encode, nlp=load_nlp())
+    assert view.full_name("Smith") == "Adam Smith"
+    # a possessive is not part of the name ("where was Adam Smith's born")
+    view = DocumentView("Adam Smith's mother was Margaret Douglas. In 1790, Smith died in Edinburgh.", encode,
+                        nlp=load_nlp())
+    assert view.full_name("Smith") == "Adam Smith"
+
+
+def test_a_surname_the_document_gives_two_people_or_none_is_no_fill():
+    two = ("Adam Smith was a Scottish economist. Vernon Smith was an American economist. "
+           "In 1790, Smith died in Edinburgh after a painful illness.")
+    assert DocumentView(two, encode, nlp=load_nlp()).full_name("Smith") is None
+    assert isinstance(_fill("When did <fi>a person</fi> die?", two, cfg=_LENIENT), NoFit)
+    none = "The economist was admired by many. In 1790, Smith died in Edinburgh after a painful illness."
+    assert isinstance(_fill("When did <fi>a person</fi> die?", none, cfg=_LENIENT), NoFit)
+    # the same document with the full name given: the pair is made
+    assert isinstance(_fill("When did <fi>a person</fi> die?", "Adam Smith was an economist. " + none, cfg=_LENIENT),
+                      Instantiation)
+
+
+def test_a_subject_pointed_at_with_this_needs_the_sentence_before():
+    # the rating's "where was the Akkadian empire based?" answered by "..., this abrupt climatic change ..."
+    doc = ("Rainfall fell sharply after 2200 BC. After four centuries of urban life, this abrupt climatic change "
+           "caused the collapse of the Akkadian Empire in Mesopotamia in 2150 BC.")
+    view = DocumentView(doc, encode, nlp=load_nlp())
+    view.spans([0, 1])
+    assert view.demonstrative_subject(1) and not view.demonstrative_subject(0)
+    assert isinstance(_fill("When did <fi>an organization</fi> collapse?", doc, cfg=_LENIENT), NoFit)

@@ -120,6 +120,15 @@ def _closed_lists() -> dict:
     return {"country": frozenset(countries), "us_state": frozenset(states), "continent": frozenset(continents)}
 
 
+@lru_cache(maxsize=1)
+def us_state_codes() -> frozenset:
+    """The US states' two-letter postal codes, lowercase ("wi", "ny"): how queries name a town's state."""
+    import pycountry
+
+    return frozenset(s.code.split("-", 1)[1].casefold() for s in pycountry.subdivisions.get(country_code="US")
+                     if s.type == "State")
+
+
 def on_closed_list(kind: str, text: str) -> bool:
     """Whether ``text`` names a member of the closed list ``kind`` (``""``: no list, always true)."""
     if not kind:
