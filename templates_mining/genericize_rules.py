@@ -1093,15 +1093,21 @@ _NOT_TOPICS = frozenset({"age", "worth", "net", "height", "birthday", "death", "
                          "roast"})
 
 
+#: Categories whose cue nouns do not make a request about their kind of document: place cues are
+#: the kind being corrected; a person cue ("president of <X>") would make "a biography about a
+#: specific country"; "gas", "element" are as often everyday words as chemistry.
+_NO_TOPIC_KINDS = frozenset({PLACE, "a person", "a chemical or substance"})
+
+
 @lru_cache(maxsize=1)
 def _topic_cues() -> Dict[str, FrozenSet[int]]:
     """One-word cue nouns by the categories they belong to, for telling what a request is about
     from its literal words ("won a national championship in football" -> sports). Verbs ("run",
     "signed", "grow") cue too many topics; nouns cued by three categories or more say nothing;
-    place cues are the kind being corrected."""
+    see ``_NO_TOPIC_KINDS`` for the categories left out."""
     out: Dict[str, set] = {}
     for i, cat in enumerate(_CATEGORIES):
-        if cat.description == PLACE:
+        if cat.description in _NO_TOPIC_KINDS:
             continue
         for phrase in cat.before + cat.after:
             w = phrase[0]

@@ -112,6 +112,9 @@ def _modifies_noun(unit: _Unit) -> bool:
     return t.dep_ in ("compound", "nmod", "poss", "amod") and t.head.i > t.i
 
 
+_REGIONS = frozenset({"a US state", "a country"})
+
+
 def _render(units: Sequence[_Unit]) -> str:
     words: List[str] = []
     for k, u in enumerate(units):
@@ -119,6 +122,9 @@ def _render(units: Sequence[_Unit]) -> str:
             words.append(u.text)
             continue
         prev = words[-1].lower() if words else ""
+        if k and units[k - 1].slot is not None and base_description(u.slot) in _REGIONS:
+            words.append("in")      # "<a city> <a US state>" -> "the city in the US state"
+            prev = "in"
         phrase = slot_phrase(u.slot, prev in _DETERMINERS or prev in ("$", "#"))
         if u.first.dep_ == "appos" and k and units[k - 1].pos == "NOUN":
             phrase = f"({base_description(u.slot)})"     # "the element <magnesium>" -> "the element (a chemical)"
@@ -242,12 +248,24 @@ def _search_content(units: List[_Unit]) -> Optional[str]:
     return f"gives the {_render(units[k:])} of {subjects}"
 
 
+#: Renderings that an ungrammatical query garbles: a kind owning itself ("the country's country
+#: is"; "the US state's state bird" is fine),
+#: or two noun phrases run together ("the acute the condition").
+_GARBLED_RE = re.compile(r"\b(\w+)'s \1\b(?!\s+(?!is\b|are\b|was\b|were\b|consists?\b)\w)|\bthe \w+ the\b", re.I)
+
+
 def request_content(text: str, slots: Sequence[Tuple[int, int, str]], nlp) -> Optional[str]:
     """What a document must do to answer the request, as a verb phrase ("says when the country
-    separated into north and south"), or ``None`` for requests this does not rephrase.
+    separated into north and south"), or ``None`` for requests this does not rephrase (or whose
+    rephrasing reads garbled).
 
     ``slots`` are ``(start, end, description)`` character spans of ``text``.
     """
+    content = _request_content(text, slots, nlp)
+    return None if content is None or _GARBLED_RE.search(content) else content
+
+
+def _request_content(text: str, slots: Sequence[Tuple[int, int, str]], nlp) -> Optional[str]:
     lead = _LEAD_RE.match(text)
     offset = lead.end() if lead else 0
     body = text[offset:].strip()

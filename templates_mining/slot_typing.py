@@ -234,10 +234,11 @@ def splits_a_name(doc, text: str, slot: Slot, frame_words: frozenset, slots: Seq
         return True
     inside = [t for t in doc if slot.start <= t.idx < slot.end]
     st = slot_type(slot.description)
-    if len(inside) != 1 or st is None or st.labels & _MODIFIER_LABELS or st.closed or st.year_only:
-        return False
+    dated = st is not None and st.labels & (labels.WHEN | labels.CLOCK) and not any(t.like_num for t in inside)
+    if len(inside) != 1 or st is None or (st.labels & _MODIFIER_LABELS and not dated) or st.closed or st.year_only:
+        return False        # ("the <jurassic> park movies": a period's name without a number is no date)
     after = [t for t in doc if t.idx >= slot.end and not text[slot.end:t.idx].strip()]
-    return bool(after) and after[0].pos_ in ("NOUN", "PROPN") and literal(after[0])
+    return bool(after) and after[0].pos_ in ("NOUN", "PROPN") and (literal(after[0]) or dated and _content_word(after[0]))
 
 
 def _place_names(doc, text: str, slots: List[Slot]) -> List[Slot]:

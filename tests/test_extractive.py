@@ -381,3 +381,4 @@ def test_a_subject_pointed_at_with_this_needs_the_sentence_before():
     view.spans([0, 1])
     assert view.demonstrative_subject(1) and not view.demonstrative_subject(0)
     assert isinstance(_fill("When did <fi>an organization</fi> collapse?", doc, cfg=_LENIENT), NoFit)
+

@@ -206,6 +206,7 @@ def test_real_descriptions_tell_templates_apart(shared_data):
     "cost to install hardie board",                 # "hardie" slotted, "board" literal
     "what does executive privilege mean",           # a term split
     "definition of solar wind",
+    "when did the jurassic park movies come out",    # a period's name without a number, then a noun
 ])
 def test_a_slot_that_splits_a_name_is_left_untyped(query):
     # the rating's commonest template failure: part of a name literal, part a typed slot
@@ -248,3 +249,8 @@ def test_document_kind_is_not_taken_from_verbs():
 ])
 def test_place_names_and_cue_conflicts_in_lowercase_queries(query, template):
     assert genericize(query)[0] == template
+
+
+def test_season_is_no_cooking_cue():
+    # "the new season of chicago pd" is a TV show, not "a food or dish"
+    assert "food" not in genericize("when is the new season of chicago pd")[0]
