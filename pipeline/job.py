@@ -87,7 +87,7 @@ def instantiate_step(opts: argparse.Namespace) -> beam.PTransform:
                                       min_answer_similarity=opts.min_answer_similarity,
                                       max_answer_chars=opts.max_answer_chars)
         return accounted_map("instantiate", ExtractiveInstantiateStep(opts.embedding_model, extractive,
-                                                                      embedding_device(opts)))
+                                                                      embedding_device(opts), opts.generation_cache))
     config = generation_config(opts, opts.instantiator, opts.instantiator_model, opts.instantiator_max_tokens,
                                INSTANTIATOR_SCHEMA, opts.instantiator_vllm_arg)
     return GenerativeStep("instantiate", instantiator_prompt(opts.instantiator_prompt), parse_instantiation,
@@ -180,7 +180,8 @@ def fineinstructions_graph(p: beam.Pipeline, documents, opts: argparse.Namespace
     embedded = documents | "Embed" >> accounted_map(
         "embed", EmbedStep(opts.embedding_model, opts.pooling_k, opts.pooling_sigma, opts.pooling_alpha,
                            opts.max_document_tokens, opts.embedding_batch_size, opts.budget_tokenizer,
-                           keep_token_vectors=opts.instantiator == "extractive", device=embedding_device(opts)))
+                           keep_token_vectors=opts.instantiator == "extractive", device=embedding_device(opts),
+                           cache_dir=opts.generation_cache))
     library = p | "LibraryRef" >> beam.Create([LibraryRef(opts.templates.rstrip("/"), manifest)])
     matched = embedded.out | "Match" >> accounted_map(
         "match", MatchStep(opts.embedding_model, opts.top_k, opts.match_threshold, opts.templates_per_document,

@@ -8,24 +8,29 @@ exception (dead letter). The Beam wiring, counters and dead letters live in ``ac
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+import zipfile
 from collections import OrderedDict
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np
+from apache_beam.metrics import Metrics
 
 from pipeline.excerpts import check_excerpt_share, expand_excerpts
-from pipeline.extractive import DocumentView, ExtractiveConfig, NoFit, instantiate
+from pipeline.extractive import DocumentView, ExtractiveConfig, Instantiation, NoFit, instantiate
 from pipeline.gaussian_pooling import DocumentEmbedder
-from pipeline.late_chunking import LateChunker
+from pipeline.late_chunking import LateChunker, TokenVectors
 from pipeline.judge import heuristic_score
 from pipeline.match import (LibraryRef, check_library_matches, library_tag_distribution, loaded_library,
                             match_document, parse_tag_distribution)
 from pipeline.records import Document, EmbeddedDocument, PairDraft, TemplateMatch
 from pipeline.request_kind import content_stems
-from transforms.accounting import Rejected
+from transforms.accounting import NAMESPACE, SEP, Rejected
 from transforms.embedding import embed_texts, load_embedding_model, model_info
 from transforms.nlp import load_nlp
 from transforms.template_format import TAG_RE
+from transforms.work_cache import WorkCache, work_key
 
 
 def load_tokenizer(name: Optional[str], embedding_model: str):
@@ -42,28 +47,76 @@ def count_tokens(tokenizer, text: str) -> int:
 
 
 class EmbedStep:
-    """Document -> EmbeddedDocument (K+1 Gaussian-pooled vectors over the whole document)."""
+    """Document -> EmbeddedDocument (K+1 Gaussian-pooled vectors over the whole document).
+
+    With ``cache_dir`` (``--generation_cache``) each document's result is kept under a key of its
+    text and every setting that decides it; a rerun reads it back and loads no model unless some
+    document is new (counted as ``embed|cache_hits``)."""
 
     def __init__(self, model: str, k: int, sigma: float, alpha: float, max_document_tokens: int,
                  batch_size: int, budget_tokenizer: Optional[str] = None, keep_token_vectors: bool = False,
-                 device: Optional[str] = None):
+                 device: Optional[str] = None, cache_dir: Optional[str] = None):
         if k < 1 or sigma <= 0 or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"need pooling_k >= 1, pooling_sigma > 0, 0 <= pooling_alpha <= 1; "
                              f"got {k}, {sigma}, {alpha}")
         self.model, self.k, self.sigma, self.alpha = model, k, sigma, alpha
         self.max_document_tokens, self.batch_size = max_document_tokens, batch_size
         self.budget_tokenizer = budget_tokenizer
-        self.keep_token_vectors, self.device = keep_token_vectors, device
+        self.keep_token_vectors, self.device, self.cache_dir = keep_token_vectors, device, cache_dir
 
     def setup(self):
-        self._embedder = DocumentEmbedder(load_embedding_model(self.model, self.device), self.k, self.sigma, self.alpha,
-                                          self.max_document_tokens, self.batch_size)
-        self._budget_tok = load_tokenizer(self.budget_tokenizer, self.model) if self.budget_tokenizer else None
+        self._embedder = None
+        self._cache = WorkCache(self.cache_dir, "embed", ".npz") if self.cache_dir else None
+        self._hits = Metrics.counter(NAMESPACE, f"embed{SEP}cache_hits")
 
-    def __call__(self, doc: Document) -> EmbeddedDocument:
+    def _embed(self, doc: Document) -> EmbeddedDocument:
+        if self._embedder is None:      # loaded on the first document not in the cache
+            self._embedder = DocumentEmbedder(load_embedding_model(self.model, self.device), self.k, self.sigma,
+                                              self.alpha, self.max_document_tokens, self.batch_size)
+            self._budget_tok = load_tokenizer(self.budget_tokenizer, self.model) if self.budget_tokenizer else None
         pooled = self._embedder.embed(doc.text, self.keep_token_vectors)
         tokens = count_tokens(self._budget_tok, doc.text) if self._budget_tok else pooled.num_tokens
         return EmbeddedDocument(doc, pooled.vectors.tobytes(), tokens, pooled.chunk_centres, pooled.token_vectors)
+
+    def __call__(self, doc: Document) -> EmbeddedDocument:
+        if self._cache is None:
+            return self._embed(doc)
+        key = work_key("embed", self.model, self.k, self.sigma, self.alpha, self.max_document_tokens,
+                       self.budget_tokenizer, self.keep_token_vectors, doc.text)
+        cached = unpack_embedded(self._cache.get(key), doc)
+        if cached is not None:
+            self._hits.inc()
+            return cached
+        out = self._embed(doc)
+        self._cache.put(key, pack_embedded(out))
+        return out
+
+
+def pack_embedded(edoc: EmbeddedDocument) -> bytes:
+    """An embed result as .npz bytes (no pickles): the vectors, counts and token embeddings."""
+    arrays = {"vectors": np.frombuffer(edoc.vectors, dtype=np.uint8), "num_tokens": np.int64(edoc.num_tokens),
+              "chunk_centres": np.asarray(edoc.chunk_centres, dtype=np.int64)}
+    if edoc.token_vectors is not None:
+        arrays.update(tv_vectors=np.frombuffer(edoc.token_vectors.vectors, dtype=np.uint8),
+                      tv_spans=np.frombuffer(edoc.token_vectors.spans, dtype=np.uint8),
+                      tv_dim=np.int64(edoc.token_vectors.dim))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def unpack_embedded(data: Optional[bytes], doc: Document) -> Optional[EmbeddedDocument]:
+    """:func:`pack_embedded`'s bytes back as ``doc``'s result; ``None`` when missing or unreadable."""
+    if data is None:
+        return None
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            tokens = (TokenVectors(z["tv_vectors"].tobytes(), z["tv_spans"].tobytes(), int(z["tv_dim"]))
+                      if "tv_vectors" in z.files else None)
+            return EmbeddedDocument(doc, z["vectors"].tobytes(), int(z["num_tokens"]),
+                                    [int(c) for c in z["chunk_centres"]], tokens)
+    except (ValueError, KeyError, OSError, zipfile.BadZipFile):
+        return None
 
 
 class MatchStep:
@@ -131,15 +184,23 @@ class ExtractiveInstantiateStep:
     CACHE_DOCUMENTS = 4
     CACHE_DESCRIPTIONS = 50_000
 
-    def __init__(self, model: str, cfg: ExtractiveConfig, device: Optional[str] = None):
-        self.model, self.cfg, self.device = model, cfg, device
+    def __init__(self, model: str, cfg: ExtractiveConfig, device: Optional[str] = None,
+                 cache_dir: Optional[str] = None):
+        self.model, self.cfg, self.device, self.cache_dir = model, cfg, device, cache_dir
 
     def setup(self):
-        st = load_embedding_model(self.model, self.device)
-        self._encode = lambda texts: embed_texts(st, texts, batch_size=64)
-        self._nlp = load_nlp()
+        self._encode = None
         self._views: "OrderedDict[str, DocumentView]" = OrderedDict()
         self._descriptions: "OrderedDict[str, np.ndarray]" = OrderedDict()
+        self._cache = WorkCache(self.cache_dir, "instantiate") if self.cache_dir else None
+        self._hits = Metrics.counter(NAMESPACE, f"instantiate{SEP}cache_hits")
+
+    def _load(self) -> None:
+        """The embedding model and spaCy, on the first draft not in the cache."""
+        if self._encode is None:
+            st = load_embedding_model(self.model, self.device)
+            self._encode = lambda texts: embed_texts(st, texts, batch_size=64)
+            self._nlp = load_nlp()
 
     def _describe(self, descriptions) -> np.ndarray:
         """Vectors of tag descriptions, each encoded alone (so a cached vector is bitwise the
@@ -165,9 +226,32 @@ class ExtractiveInstantiateStep:
         self._views.move_to_end(draft.doc_id)
         return view
 
+    def _instantiate(self, draft: PairDraft) -> Union[Instantiation, NoFit]:
+        self._load()
+        return instantiate(draft.match.template, self._view(draft), draft.focus, draft.match.chunk,
+                           self._encode, self.cfg, describe=self._describe)
+
+    def _cached(self, draft: PairDraft) -> Union[Instantiation, NoFit]:
+        """The result for ``draft``, from the cache when a run before finished it (keyed by the
+        document's text, the template, where it was found and every setting)."""
+        key = work_key("instantiate", self.model, list(self.cfg), draft.document, draft.match.template,
+                       draft.focus, draft.match.chunk, draft.token_vectors is not None)
+        data = self._cache.get(key)
+        try:
+            kept = json.loads(data.decode("utf-8")) if data is not None else None
+            if kept is not None:
+                self._hits.inc()
+                return NoFit(kept["null"]) if "null" in kept else Instantiation(
+                    kept["instruction"], kept["answer"], tuple(kept["tag_fills"]), kept["relatedness"])
+        except (ValueError, KeyError, TypeError):
+            pass        # unreadable: do it again
+        result = self._instantiate(draft)
+        kept = {"null": result.reason} if isinstance(result, NoFit) else result._asdict()
+        self._cache.put(key, json.dumps(kept).encode("utf-8"))
+        return result
+
     def __call__(self, draft: PairDraft) -> PairDraft:
-        result = instantiate(draft.match.template, self._view(draft), draft.focus, draft.match.chunk,
-                             self._encode, self.cfg, describe=self._describe)
+        result = self._cached(draft) if self._cache is not None else self._instantiate(draft)
         if isinstance(result, NoFit):
             raise Rejected("template_incompatible", f"the document cannot fill the template (null): {result.reason}")
         return draft._replace(instruction=result.instruction, answer=result.answer, token_vectors=None,

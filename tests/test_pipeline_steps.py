@@ -16,7 +16,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.budget import TokenBudget
-from pipeline.records import PairDraft, TemplateMatch
+from pipeline.records import Document, PairDraft, TemplateMatch
 from pipeline.steps import (HeuristicJudgeStep, count_tokens, expand_step, load_tokenizer, pair_id, pair_record,
                             pair_text)
 from pipeline.token_budget import select_within_budget
@@ -127,11 +127,14 @@ def test_embedding_device_flag_reaches_every_model_load(monkeypatch):
     loads, real = [], steps_module.load_embedding_model
     monkeypatch.setattr(steps_module, "load_embedding_model",
                         lambda name, device=None: loads.append(device) or real(name, device))
-    for step in (EmbedStep(DEFAULT_EMBEDDING_MODEL, 5, 0.05, 1.0, 512, 8, device="cpu"),
-                 MatchStep(DEFAULT_EMBEDDING_MODEL, 5, 0.3, 2, "library", 1, device="cpu"),
-                 ExtractiveInstantiateStep(DEFAULT_EMBEDDING_MODEL, None, device="cpu"),
+    embed = EmbedStep(DEFAULT_EMBEDDING_MODEL, 5, 0.05, 1.0, 512, 8, device="cpu")
+    instantiate = ExtractiveInstantiateStep(DEFAULT_EMBEDDING_MODEL, None, device="cpu")
+    for step in (embed, MatchStep(DEFAULT_EMBEDDING_MODEL, 5, 0.3, 2, "library", 1, device="cpu"), instantiate,
                  HeuristicJudgeStep(DEFAULT_EMBEDDING_MODEL, 4, device="cpu")):
         step.setup()
+    # the embed and instantiate steps load their model on the first record not in the cache
+    embed(Document("d", "Lisbon is the capital of Portugal.", "", "s", "h"))
+    instantiate._load()
     assert loads == ["cpu"] * 4
 
 
@@ -390,3 +393,68 @@ def test_template_cap_keeps_each_templates_best_pairs():
                     equal_to([("over_template_share", f"doc-{i}") for i in range(3)]), label="dropped")
     with pytest.raises(ValueError):
         TemplateCap(0.0)
+
+
+# --- the cache of finished work (--generation_cache) ----------------------------------------
+
+
+def test_embed_results_come_back_from_the_cache_bitwise_and_without_a_model(tmp_path, monkeypatch):
+    import pipeline.steps as steps_module
+    from pipeline.steps import EmbedStep
+
+    doc = Document("d", DOCUMENT, "", "s", "h")
+    first = EmbedStep(DEFAULT_EMBEDDING_MODEL, 5, 0.05, 1.0, 512, 8, keep_token_vectors=True, device="cpu",
+                      cache_dir=str(tmp_path))
+    first.setup()
+    fresh = first(doc)
+    assert list((tmp_path / "embed").rglob("*.npz"))
+    monkeypatch.setattr(steps_module, "load_embedding_model", lambda *a, **k: pytest.fail("loaded a model"))
+    again = EmbedStep(DEFAULT_EMBEDDING_MODEL, 5, 0.05, 1.0, 512, 8, keep_token_vectors=True, device="cpu",
+                      cache_dir=str(tmp_path))
+    again.setup()
+    assert again(doc) == fresh          # every field, token embeddings included
+    # another setting is another key: computed, not read back
+    other = EmbedStep(DEFAULT_EMBEDDING_MODEL, 3, 0.05, 1.0, 512, 8, keep_token_vectors=True, device="cpu",
+                      cache_dir=str(tmp_path))
+    other.setup()
+    with pytest.raises(pytest.fail.Exception, match="loaded a model"):
+        other(doc)
+
+
+def test_an_unreadable_cache_entry_is_redone(tmp_path):
+    from pipeline.steps import EmbedStep
+
+    doc = Document("d", DOCUMENT, "", "s", "h")
+    step = EmbedStep(DEFAULT_EMBEDDING_MODEL, 5, 0.05, 1.0, 512, 8, device="cpu", cache_dir=str(tmp_path))
+    step.setup()
+    fresh = step(doc)
+    (entry,) = (tmp_path / "embed").rglob("*.npz")
+    entry.write_bytes(b"torn")
+    assert step(doc) == fresh and entry.read_bytes() != b"torn"
+
+
+def test_extractive_instantiations_and_nulls_come_back_from_the_cache(tmp_path, monkeypatch):
+    from pipeline.extractive import ExtractiveConfig
+    from pipeline.steps import ExtractiveInstantiateStep
+
+    def step():
+        s = ExtractiveInstantiateStep(DEFAULT_EMBEDDING_MODEL, ExtractiveConfig(), device="cpu",
+                                      cache_dir=str(tmp_path))
+        s.setup()
+        return s
+
+    doc = "Lisbon is the capital of Portugal. Lisbon was founded by the Phoenicians in the year 1147 BC."
+    fits = draft(document=doc, focus=0, match=MATCH._replace(template="When was <fi>a city</fi> founded?", chunk=0),
+                 instruction="", answer="")
+    null = draft(document=doc, match=MATCH._replace(template="Write a poem about <fi>a city</fi>"), instruction="",
+                 answer="")
+    first = step()
+    made = first(fits)
+    with pytest.raises(Rejected):
+        first(null)
+    assert len(list((tmp_path / "instantiate").rglob("*.json"))) == 2
+    second = step()
+    second._instantiate = lambda d: pytest.fail("instantiated again")
+    assert second(fits) == made
+    with pytest.raises(Rejected, match="generative_request"):
+        second(null)

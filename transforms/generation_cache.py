@@ -12,12 +12,12 @@ import hashlib
 import json
 from typing import Any, Dict, Iterable, Optional, Sequence
 
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from transforms.accounting import NAMESPACE, SEP
 from transforms.generation_config import GenerationConfig, Prompt
+from transforms.work_cache import WorkCache
 
 _HITS = Metrics.counter(NAMESPACE, f"generation{SEP}cache_hits")
 _STORED = Metrics.counter(NAMESPACE, f"generation{SEP}cache_stored")
@@ -39,26 +39,19 @@ class CachedModelHandler(ModelHandler):
         super().__init__()
         self._base, self._config = base, config
         self._dir = config.cache_dir.rstrip("/")
+        self._cache = WorkCache(self._dir)
         self._env_vars = getattr(base, "_env_vars", {})
 
-    def _path(self, key: str) -> str:
-        return f"{self._dir}/{key[:2]}/{key}.json"
-
     def _lookup(self, key: str) -> Optional[str]:
-        path = self._path(key)
-        if not FileSystems.exists(path):
-            return None
-        with FileSystems.open(path) as f:
-            try:
-                text = json.loads(f.read().decode("utf-8")).get("text")
-            except ValueError:
-                return None   # a torn write: generate again
+        data = self._cache.get(key)
+        try:
+            text = json.loads(data.decode("utf-8")).get("text") if data is not None else None
+        except ValueError:
+            return None   # unreadable: generate again
         return text if isinstance(text, str) else None
 
     def _store(self, key: str, text: str) -> None:
-        from transforms.record_io import write_atomically
-
-        write_atomically(self._path(key), json.dumps({"model": self._config.model, "text": text}).encode("utf-8"))
+        self._cache.put(key, json.dumps({"model": self._config.model, "text": text}).encode("utf-8"))
 
     def load_model(self):
         return self._base.load_model()

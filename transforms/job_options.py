@@ -103,8 +103,10 @@ class GenerationOptions(PipelineOptions):
                             "connection errors; then the prompt becomes a dead letter.")
         g.add_argument("--generation_cache", default=None,
                        help="Keep every finished generation under this folder (local or gs://), keyed by "
-                            "prompt, model and decoding settings: a rerun after a kill or a failure sends "
-                            "only the prompts not answered yet (same output, no second bill).")
+                            "prompt, model and decoding settings, and (pipeline job) every document's "
+                            "embeddings and extractive instantiation, keyed by its text and settings: a rerun "
+                            "after a kill or a failure does only the work not finished yet (same output, no "
+                            "second bill).")
         g.add_argument("--transformers_device", default=None,
                        help="transformers: torch device (default: cuda when present, else cpu).")
         g.add_argument("--transformers_dtype", default="auto",
