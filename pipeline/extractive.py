@@ -736,12 +736,13 @@ def _answer_from(template: str, descs: Sequence[str], types: Sequence[SlotType],
     fills = assign_fills(template, descs, types, spans, view, describe, encode, cfg)
     if fills is None:
         return None
-    for desc, sp in fills.items():
+    named: Dict[str, str] = {}     # a one-word person's full name, put in once the request is checked
+    for sp in fills.values():
         if sp.label == "PERSON" and len(sp.text.split()) == 1:
             name = view.full_name(sp.text)
             if name is None:
                 return None     # "where did Smith die": which Smith only the document says
-            fills[desc] = sp._replace(text=name)
+            named[sp.text] = name
     used = list(fills.values())
     # Fills and answer must be about the frame, not just in its sentence: each within a few
     # dependency edges of a frame word ("Wilkerson presided" does not answer "when was
@@ -813,9 +814,13 @@ def _answer_from(template: str, descs: Sequence[str], types: Sequence[SlotType],
             return None     # a person is introduced by full name; one word labelled a person is often not one
         # the request's tense and number follow the document's ("who were X" -> "who was X")
         instruction = re.sub(r"\b(is|are|was|were)\b", copula, instruction, count=1)
+    for word, name in named.items():
+        # the checks above read the request as the sentence names the person; it asks by full name
+        instruction = re.sub(rf"\b{re.escape(word)}\b", name.replace("\\", r"\\"), instruction, count=1)
     q = encode([instruction])[0]
     relatedness = float(np.clip(view.range_vector(start, end) @ q, -1.0, 1.0))
     open_question = not request.answer_labels and request.kind != "definition"
     if relatedness < (cfg.min_open_answer_similarity if open_question else cfg.min_answer_similarity):
         return None
-    return Instantiation(instruction, excerpt_marker(view.text[start:end]), tuple(sp.text for sp in used), relatedness)
+    return Instantiation(instruction, excerpt_marker(view.text[start:end]), tuple(named.get(sp.text, sp.text)
+                                                                                 for sp in used), relatedness)

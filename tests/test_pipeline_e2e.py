@@ -124,7 +124,9 @@ def test_200_wikipedia_articles(real_library, shared_data, tmp_path):
     stages = {s["stage"]: s for s in report["stages"]}
     assert stages["read"]["in"] == 200
     pairs = read_pairs(str(out))
-    assert len(pairs) >= 20  # precision first: a pair only where a sentence answers the request (25 at 5927c60)
+    # precision first: a pair only where a sentence answers the request (25 at 5927c60; 18 at session 9's
+    # code, which declines bare surnames the article does not resolve and templates with split names)
+    assert len(pairs) >= 15
     assert_grounded(pairs, read_documents(str(docs_dir / "*.jsonl")), library)
     per_template = collections.Counter(p["template_id"] for p in pairs)
     assert max(per_template.values()) <= max(3, len(pairs) // 100)   # --max_template_share 0.01
