@@ -816,7 +816,7 @@ def _answer_from(template: str, descs: Sequence[str], types: Sequence[SlotType],
         instruction = re.sub(r"\b(is|are|was|were)\b", copula, instruction, count=1)
     for word, name in named.items():
         # the checks above read the request as the sentence names the person; it asks by full name
-        instruction = re.sub(rf"\b{re.escape(word)}\b", name.replace("\\", r"\\"), instruction, count=1)
+        instruction = re.sub(rf"\b{re.escape(word)}\b", lambda _: name, instruction, count=1)
     q = encode([instruction])[0]
     relatedness = float(np.clip(view.range_vector(start, end) @ q, -1.0, 1.0))
     open_question = not request.answer_labels and request.kind != "definition"

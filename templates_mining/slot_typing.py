@@ -241,6 +241,13 @@ def splits_a_name(doc, text: str, slot: Slot, frame_words: frozenset, slots: Seq
     return bool(after) and after[0].pos_ in ("NOUN", "PROPN") and (literal(after[0]) or dated and _content_word(after[0]))
 
 
+def _read_as_a_name(description: str) -> bool:
+    """A slot typed as a person, organization or place by an open label (no closed list, no year)."""
+    st = slot_type(description)
+    return st is not None and not st.closed and not st.year_only \
+        and bool(st.labels & (labels.PERSON | labels.ORGANIZATION | labels.PLACE))
+
+
 def _place_names(doc, text: str, slots: List[Slot]) -> List[Slot]:
     """Places a lowercase query names in parts: a place slot followed by a place noun is one name
     ("<guantanamo> bay" -> "<guantanamo bay>", a place); a name just before a US state or a
@@ -264,9 +271,7 @@ def _place_names(doc, text: str, slots: List[Slot]) -> List[Slot]:
             sl = Slot(sl.start, nxt[0].idx + len(nxt[0]), sl.description)
         elif k + 1 < len(slots) and slots[k + 1].description in _REGION_AFTER \
                 and sl.description not in _REGION_AFTER and sl.description not in _PLACE_DESCRIPTIONS \
-                and text[sl.end:slots[k + 1].start].strip() in ("", ",") and slot_type(sl.description) is not None \
-                and not slot_type(sl.description).closed and not slot_type(sl.description).year_only \
-                and slot_type(sl.description).labels & (labels.PERSON | labels.ORGANIZATION | labels.PLACE):
+                and text[sl.end:slots[k + 1].start].strip() in ("", ",") and _read_as_a_name(sl.description):
             sl = Slot(sl.start, sl.end, "a city or region")
         out.append(sl)
     return out
